@@ -1,0 +1,30 @@
+# Two entry points (README "Quick start"): `make run` and `make test`. Both create .venv/ on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# The service alone: no torch.
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[serve]"
+	touch $@
+
+# Everything: service, training (torch pinned, see pyproject.toml) and test tools.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[serve,train,dev]"
+	touch $@ $(VENV)/.serve-installed
+
+run: $(VENV)/.serve-installed
+	$(BIN)/personid serve --host 127.0.0.1 --port 8000
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest
