@@ -1,0 +1,64 @@
+"""Service settings: every one is an environment variable `PERSONID_<NAME>` (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL_PATH = Path("models/default.onnx")
+
+
+class Settings(BaseSettings):
+    """Configuration of `personid serve`; the same names are its command-line options."""
+
+    model_config = SettingsConfigDict(env_prefix="PERSONID_", env_file=None, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=1, le=65535, description="Port to bind.")
+    workers: int = Field(1, ge=1, description="Uvicorn worker processes (1 with embedded Qdrant).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="The .onnx model; its manifest (.json) sits beside it.")
+    providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="ONNX Runtime execution providers in order (comma-separated); empty = CUDA if available, else CPU.",
+    )
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = number of cores.")
+
+    qdrant_path: Path = Field(Path("data/qdrant"), description="Embedded Qdrant storage folder (used when no URL).")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; when set, replaces embedded mode.")
+    qdrant_api_key: SecretStr | None = Field(None, description="API key for the Qdrant server.")
+    collection: str = Field("persons", description="Qdrant collection name.")
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys; empty = no auth."
+    )
+    protect_reads: bool = Field(False, description="Require X-API-Key on reads too (when API keys are set).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated CORS origins; empty = CORS off."
+    )
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest accepted upload, per file.")
+    max_image_pixels: int = Field(25_000_000, ge=1, description="Largest accepted image (width x height).")
+    min_image_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels.")
+    max_images_per_request: int = Field(32, ge=1, description="Most images in one enroll request.")
+
+    batching: bool = Field(True, description="Gather concurrent requests into one model call.")
+    max_batch_size: int = Field(32, ge=1, description="Largest batch the micro-batcher forms.")
+    max_wait_ms: float = Field(2.0, ge=0, description="Longest a request waits for others to join its batch.")
+
+    @field_validator("providers", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def threads(self) -> int:
+        """Intra-op threads actually used."""
+        return self.intra_op_threads or os.cpu_count() or 1
