@@ -1,0 +1,155 @@
+"""Dynamic micro-batching (the idea of Triton's dynamic batcher) for the model calls of concurrent requests.
+
+Requests hand their preprocessed rows to `MicroBatcher.submit`; one collector task gathers what arrives within
+`max_wait_ms` (up to `max_batch_size` rows) into one model call, run on a worker thread so the event loop keeps
+serving. While a call runs, new requests queue up and form the next batch, so under load batches grow by
+themselves and at low load a request waits at most `max_wait_ms`. Written here rather than taken from a
+library because it is a few dozen lines around one asyncio event and no serving library fits ONNX Runtime
+inside FastAPI without bringing its own server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+Runner = Callable[[np.ndarray], tuple[np.ndarray, ...]]
+BatchObserver = Callable[[int, float], None]
+
+
+class BatcherClosed(RuntimeError):
+    """The service is shutting down and takes no new model work."""
+
+
+@dataclass
+class _Job:
+    inputs: np.ndarray
+    future: asyncio.Future[tuple[np.ndarray, ...]]
+
+
+class MicroBatcher:
+    """Gathers concurrent `submit` calls into batched calls of `run`; `enabled=False` runs each call alone."""
+
+    def __init__(
+        self,
+        run: Runner,
+        *,
+        max_batch_size: int,
+        max_wait_ms: float,
+        enabled: bool = True,
+        on_batch: BatchObserver | None = None,
+        workers: int = 4,
+    ) -> None:
+        self._run = run
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.enabled = enabled
+        self._on_batch = on_batch
+        # One inference thread when batching (calls queue up into bigger batches); a few when not.
+        self._executor = ThreadPoolExecutor(max_workers=1 if enabled else workers, thread_name_prefix="inference")
+        self._pending: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.calls = 0
+        self._calls_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Start the collector; call from inside the running event loop (the app's lifespan)."""
+        if self.enabled and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._collect(), name="micro-batcher")
+
+    async def submit(self, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Run the model on `inputs` (k rows), batched with whatever else arrives; returns k rows of each output."""
+        if self._closed:
+            raise BatcherClosed("the service is shutting down")
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            return await loop.run_in_executor(self._executor, self._timed_run, inputs)
+        job = _Job(inputs, loop.create_future())
+        self._pending.append(job)
+        self._wakeup.set()
+        return await job.future
+
+    async def close(self) -> None:
+        """Stop taking work, finish every request already queued, then stop the worker thread."""
+        self._closed = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        await asyncio.to_thread(self._executor.shutdown, True)
+
+    def _pending_rows(self) -> int:
+        return sum(len(job.inputs) for job in self._pending)
+
+    async def _collect(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            deadline = time.monotonic() + self.max_wait_s
+            while not self._closed and self._pending_rows() < self.max_batch_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), left)
+                except TimeoutError:
+                    break
+            await self._run_jobs(self._take_batch())
+
+    def _take_batch(self) -> list[_Job]:
+        """The oldest jobs that fit in `max_batch_size` rows (a larger single request runs alone)."""
+        jobs = [self._pending.popleft()]
+        rows = len(jobs[0].inputs)
+        while self._pending and rows + len(self._pending[0].inputs) <= self.max_batch_size:
+            rows += len(self._pending[0].inputs)
+            jobs.append(self._pending.popleft())
+        return jobs
+
+    async def _run_jobs(self, jobs: list[_Job]) -> None:
+        jobs = [job for job in jobs if not job.future.done()]  # callers that went away
+        if not jobs:
+            return
+        try:
+            batch = jobs[0].inputs if len(jobs) == 1 else np.concatenate([job.inputs for job in jobs])
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_run, batch)
+        except Exception as exc:
+            if len(jobs) == 1:
+                if not jobs[0].future.done():
+                    jobs[0].future.set_exception(exc)
+                return
+            # One bad request must not fail the others that happened to share its batch: retry each alone.
+            log.warning("a batch of %d requests failed (%s); running them one by one", len(jobs), exc)
+            for job in jobs:
+                await self._run_jobs([job])
+            return
+        start = 0
+        for job in jobs:
+            end = start + len(job.inputs)
+            if not job.future.done():
+                job.future.set_result(tuple(output[start:end] for output in outputs))
+            start = end
+
+    def _timed_run(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        started = time.perf_counter()
+        outputs = tuple(self._run(batch))
+        with self._calls_lock:
+            self.calls += 1
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - started)
+        return outputs

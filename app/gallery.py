@@ -1,0 +1,694 @@
+"""The identity gallery on Qdrant: enroll, add images, get/list/delete identities, search by embedding.
+
+Two collections (see docs/gallery.md for why):
+- `<collection>`: one point per enrolled image (vector = the image embedding), payload carries everything
+  needed to answer a search hit alone: identity_id, name, metadata, image_id, attributes, attr_tags, model_id.
+- `<collection>_identities`: one point per identity (vector = its centroid, the normalised mean of its image
+  embeddings), the identity record: name, metadata, image_ids, aggregated attributes, timestamps.
+  It makes get/list/count exact and cheap, and is the index of centroid search.
+Both collections record the model id and dimension in their metadata, so embeddings of another model are
+never mixed in.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+FORMAT_VERSION = 1
+# Fixed namespace of the deterministic point ids: a retried write lands on the same points.
+POINT_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4c59-9a43-6f0f2f3d8b7e")
+MAX_IDENTITY_ID_LENGTH = 256
+_FILTER_KEY = re.compile(r"^[A-Za-z0-9_]+$")
+
+SearchMode = Literal["groups", "centroid"]
+
+
+class GalleryError(Exception):
+    """Base of every gallery error."""
+
+
+class IdentityNotFound(GalleryError):
+    """No identity with that id (HTTP 404)."""
+
+
+class IdentityExists(GalleryError):
+    """Enroll with an identity id that is already enrolled (HTTP 409): add images to it instead."""
+
+
+class ModelMismatch(GalleryError):
+    """The collection holds embeddings of another model or dimension: they are not comparable."""
+
+
+class GalleryUnavailable(GalleryError):
+    """The Qdrant server cannot be reached, or the embedded folder is locked by another process (HTTP 503)."""
+
+
+class InvalidArgument(GalleryError, ValueError):
+    """A bad cursor, filter, identity id or batch (HTTP 400/422)."""
+
+
+@dataclass
+class Identity:
+    identity_id: str
+    name: str | None
+    metadata: dict
+    image_ids: list[str]
+    attributes: dict
+    created_at: str
+    updated_at: str
+
+
+@dataclass
+class Match:
+    identity_id: str
+    name: str | None
+    score: float
+    image_id: str
+    attributes: dict = field(default_factory=dict)
+
+
+def image_point_id(identity_id: str, image_hash: str) -> str:
+    """The id of an image's point: the same image added twice to one identity is one point."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"image\x00{identity_id}\x00{image_hash}"))
+
+
+def identity_point_id(identity_id: str) -> str:
+    """The id of an identity's record point (Qdrant ids must be UUIDs or integers, identity ids are free text)."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"identity\x00{identity_id}"))
+
+
+def attribute_tags(attributes: dict) -> list[str]:
+    """Flat `head=label` strings of a per-image attribute dict: one keyword index filters every head."""
+    return sorted(f"{head}={value['label']}" for head, value in attributes.items())
+
+
+def aggregate_attributes(per_image: list[dict]) -> dict:
+    """Identity attributes by score-weighted vote: per head the label with the largest summed score.
+
+    The score is that sum divided by the number of images that have the head, so an image that
+    predicted another label counts as 0 for it.
+    """
+    sums: dict[str, dict[str, float]] = {}
+    seen: dict[str, int] = {}
+    for attributes in per_image:
+        for head, value in attributes.items():
+            sums.setdefault(head, {})
+            sums[head][value["label"]] = sums[head].get(value["label"], 0.0) + float(value["score"])
+            seen[head] = seen.get(head, 0) + 1
+    result = {}
+    for head, by_label in sums.items():
+        label = max(by_label, key=lambda name: (by_label[name], name))
+        result[head] = {"label": label, "score": round(by_label[label] / seen[head], 6)}
+    return result
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn transport failures into GalleryUnavailable, so the service answers 503 rather than 500."""
+    try:
+        yield
+    except (ResponseHandlingException, httpx.TransportError) as error:
+        raise GalleryUnavailable(f"Qdrant server unreachable: {error}") from error
+    except UnexpectedResponse as error:
+        if error.status_code is not None and error.status_code >= 500:
+            raise GalleryUnavailable(f"Qdrant server error {error.status_code}: {error.content!r}") from error
+        raise
+    except RuntimeError as error:
+        if "closed" in str(error):
+            raise GalleryUnavailable("The gallery is closed.") from error
+        raise
+
+
+class Gallery:
+    """Identities and their image embeddings in Qdrant; safe to call from many threads of one process.
+
+    The embedded client is plain Python over in-memory numpy arrays and SQLite, not thread-safe, so every
+    call holds one lock there. With a server, reads run concurrently; writes hold the lock so that the
+    "exists?" check and the write of an identity are one step within this process.
+    """
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        dim: int,
+        model_id: str,
+        server_mode: bool,
+        search_mode: SearchMode = "centroid",
+        location: str = "",
+    ) -> None:
+        self._client = client
+        self._images = collection
+        self._identities = f"{collection}_identities"
+        self._dim = dim
+        self._model_id = model_id
+        self._server_mode = server_mode
+        self._location = location
+        self.search_mode: SearchMode = search_mode
+        self._write_lock = threading.RLock()
+        self._read_lock = nullcontext() if server_mode else self._write_lock
+
+    @classmethod
+    def open(cls, settings: Settings, dim: int, model_id: str) -> Gallery:
+        """Connect (server when `qdrant_url` is set, else embedded on disk) and create or check the collections."""
+        search_mode: SearchMode = settings.search_mode
+        if settings.qdrant_url:
+            api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            client = QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=10)
+            location = settings.qdrant_url
+            try:
+                with _translated():
+                    client.get_collections()
+            except GalleryError:
+                client.close()
+                raise
+        else:
+            location = str(settings.qdrant_path)
+            try:
+                client = QdrantClient(path=location)
+            except RuntimeError as error:
+                if "already accessed" not in str(error):
+                    raise
+                raise GalleryUnavailable(
+                    f"The embedded Qdrant folder {location} is in use by another process (embedded Qdrant allows "
+                    "one process: run one worker, stop the other process, or use a Qdrant server with "
+                    "PERSONID_QDRANT_URL)."
+                ) from error
+        gallery = cls(client, settings.collection, dim, model_id, bool(settings.qdrant_url), search_mode, location)
+        try:
+            gallery._ensure_collections()
+        except BaseException:
+            client.close()
+            raise
+        return gallery
+
+    @property
+    def server_mode(self) -> bool:
+        return self._server_mode
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._client.close()
+
+    # ---- writes -------------------------------------------------------------------------------------------
+
+    def enroll(
+        self,
+        identity_id: str | None,
+        name: str | None,
+        metadata: dict,
+        embeddings: np.ndarray,
+        image_hashes: list[str],
+        attributes: list[dict],
+    ) -> Identity:
+        """Create an identity from its images; the record is written after its points, so it is never partial."""
+        vectors = self._check_batch(embeddings, image_hashes, attributes)
+        explicit_id = identity_id is not None
+        identity_id = self._check_identity_id(identity_id) if explicit_id else str(uuid.uuid4())
+        now = _now()
+        with self._write_lock, _translated():
+            if self._record(identity_id) is not None:
+                raise IdentityExists(f"Identity {identity_id!r} already exists; add images to it instead.")
+            if explicit_id and self._server_mode:
+                # another process may have died between an enroll's points and its record: those points belong
+                # to nobody (embedded mode sweeps them at open instead, as the scan is not indexed there)
+                self._delete_points_of(identity_id)
+            identity = {"identity_id": identity_id, "name": name, "metadata": metadata or {}, "created_at": now}
+            points = self._image_points(identity, vectors, image_hashes, attributes, now)
+            image_ids = list(dict.fromkeys(point.id for point in points))
+            return self._write_points_then_record(identity, points, image_ids, now)
+
+    def add_images(
+        self, identity_id: str, embeddings: np.ndarray, image_hashes: list[str], attributes: list[dict]
+    ) -> list[str]:
+        """Add images to an identity; an image already there (same hash) is not added twice."""
+        vectors = self._check_batch(embeddings, image_hashes, attributes)
+        with self._write_lock, _translated():
+            record = self._record(identity_id)
+            if record is None:
+                raise IdentityNotFound(f"Identity {identity_id!r} not found.")
+            now = _now()
+            identity = record.payload
+            points = self._image_points(identity, vectors, image_hashes, attributes, now)
+            known = set(identity["image_ids"])
+            new_points = [point for point in points if point.id not in known]
+            if new_points:
+                image_ids = list(dict.fromkeys([*identity["image_ids"], *(point.id for point in new_points)]))
+                self._write_points_then_record(identity, new_points, image_ids, now)
+            return [point.id for point in points]
+
+    def delete(self, identity_id: str) -> None:
+        """Remove an identity and every vector of it (the record first, so it vanishes from lists at once)."""
+        with self._write_lock, _translated():
+            if self._record(identity_id) is None:
+                raise IdentityNotFound(f"Identity {identity_id!r} not found.")
+            self._client.delete(
+                self._identities, models.PointIdsList(points=[identity_point_id(identity_id)]), wait=True
+            )
+            self._delete_points_of(identity_id)
+
+    # ---- reads --------------------------------------------------------------------------------------------
+
+    def get(self, identity_id: str) -> Identity:
+        with self._read_lock, _translated():
+            record = self._record(identity_id)
+        if record is None:
+            raise IdentityNotFound(f"Identity {identity_id!r} not found.")
+        return _identity(record.payload)
+
+    def list(self, limit: int, offset: str | None = None) -> tuple[list[Identity], str | None]:
+        """A page of identities in a stable order (by record id) and the cursor of the next page, None at the end."""
+        if limit < 1:
+            raise InvalidArgument("limit must be at least 1.")
+        if offset is not None:
+            try:
+                offset = str(uuid.UUID(offset))
+            except ValueError as error:
+                raise InvalidArgument(
+                    f"Invalid cursor {offset!r}: pass the next_cursor of the previous page."
+                ) from error
+        with self._read_lock, _translated():
+            records, next_offset = self._client.scroll(
+                self._identities, limit=limit, offset=offset, with_payload=True, with_vectors=False
+            )
+        return [_identity(record.payload) for record in records], None if next_offset is None else str(next_offset)
+
+    def count(self) -> dict:
+        with self._read_lock, _translated():
+            identities = self._client.count(self._identities, exact=True).count
+            images = self._client.count(self._images, exact=True).count
+        return {"identities": identities, "images": images}
+
+    def count_points(self, identity_id: str) -> int:
+        """Image points stored for an identity id (with or without its record): deletions can be checked."""
+        with self._read_lock, _translated():
+            return self._client.count(self._images, count_filter=_identity_filter(identity_id), exact=True).count
+
+    def search(
+        self,
+        embedding: np.ndarray,
+        top_k: int = 5,
+        min_score: float | None = None,
+        attribute_filter: dict[str, str] | None = None,
+    ) -> list[Match]:
+        """Identities nearest to an embedding, best first, each with its best-matching image.
+
+        `centroid` ranks identity centroids (cosine to the centroid); `groups` ranks images and keeps each
+        identity's best image (cosine to that image). Scores of the two modes are not on the same scale.
+        """
+        query = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if query.shape != (self._dim,) or not np.all(np.isfinite(query)):
+            raise InvalidArgument(f"The query embedding must be {self._dim} finite numbers, got shape {query.shape}.")
+        if top_k < 1:
+            raise InvalidArgument("top_k must be at least 1.")
+        query = _unit(query)
+        query_filter = _attribute_filter(attribute_filter)
+        with self._read_lock, _translated():
+            if self.search_mode == "groups":
+                return self._search_groups(query, top_k, min_score, query_filter)
+            return self._search_centroids(query, top_k, min_score, query_filter)
+
+    # ---- internals ----------------------------------------------------------------------------------------
+
+    def _search_groups(
+        self, query: np.ndarray, top_k: int, min_score: float | None, query_filter: models.Filter | None
+    ) -> list[Match]:
+        groups = self._client.query_points_groups(
+            self._images,
+            query=query.tolist(),
+            group_by="identity_id",
+            limit=top_k,
+            group_size=1,
+            score_threshold=min_score,
+            query_filter=query_filter,
+            with_payload=["identity_id", "image_id"],
+        ).groups
+        hits = [group.hits[0] for group in groups]
+        ids = [identity_point_id(hit.payload["identity_id"]) for hit in hits]
+        records = {record.id: record.payload for record in self._client.retrieve(self._identities, ids)}
+        # an identity being deleted (record gone, points going) is not a match
+        return [
+            Match(
+                identity_id=hit.payload["identity_id"],
+                name=records[pid]["name"],
+                score=float(hit.score),
+                image_id=hit.payload["image_id"],
+                attributes=records[pid]["attributes"],
+            )
+            for hit, pid in zip(hits, ids, strict=True)
+            if pid in records
+        ]
+
+    def _search_centroids(
+        self, query: np.ndarray, top_k: int, min_score: float | None, query_filter: models.Filter | None
+    ) -> list[Match]:
+        hits = self._client.query_points(
+            self._identities,
+            query=query.tolist(),
+            limit=top_k,
+            score_threshold=min_score,
+            query_filter=query_filter,
+            with_payload=True,
+        ).points
+        image_ids = [image_id for hit in hits for image_id in hit.payload["image_ids"]]
+        images = self._client.retrieve(self._images, image_ids, with_payload=False, with_vectors=True)
+        image_scores = {str(point.id): float(np.dot(_unit(np.asarray(point.vector)), query)) for point in images}
+        matches = []
+        for hit in hits:
+            scored = [(image_scores[i], i) for i in hit.payload["image_ids"] if i in image_scores]
+            if not scored:
+                continue
+            matches.append(
+                Match(
+                    identity_id=hit.payload["identity_id"],
+                    name=hit.payload["name"],
+                    score=float(hit.score),
+                    image_id=max(scored)[1],
+                    attributes=hit.payload["attributes"],
+                )
+            )
+        return matches
+
+    def _record(self, identity_id: str) -> models.Record | None:
+        records = self._client.retrieve(self._identities, [identity_point_id(identity_id)], with_payload=True)
+        return records[0] if records else None
+
+    def _delete_points_of(self, identity_id: str) -> None:
+        self._client.delete(self._images, models.FilterSelector(filter=_identity_filter(identity_id)), wait=True)
+
+    def _image_points(
+        self, identity: dict, vectors: np.ndarray, image_hashes: list[str], attributes: list[dict], now: str
+    ) -> list[models.PointStruct]:
+        return [
+            models.PointStruct(
+                id=image_point_id(identity["identity_id"], image_hash),
+                vector=vector.tolist(),
+                payload={
+                    "identity_id": identity["identity_id"],
+                    "name": identity["name"],
+                    "metadata": identity["metadata"],
+                    "image_id": image_point_id(identity["identity_id"], image_hash),
+                    "image_hash": image_hash,
+                    "attributes": image_attributes,
+                    "attr_tags": attribute_tags(image_attributes),
+                    "model_id": self._model_id,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            for vector, image_hash, image_attributes in zip(vectors, image_hashes, attributes, strict=True)
+        ]
+
+    def _write_points_then_record(
+        self, identity: dict, points: list[models.PointStruct], image_ids: list[str], now: str
+    ) -> Identity:
+        """Points first, record last; if that fails the new points are taken back, so no image is left unlisted."""
+        try:
+            self._client.upsert(self._images, points, wait=True)
+            return self._write_record(identity, image_ids, now)
+        except BaseException:
+            with suppress(Exception):
+                self._client.delete(self._images, models.PointIdsList(points=[point.id for point in points]), wait=True)
+            raise
+
+    def _sweep_unlisted_points(self) -> int:
+        """Delete image points that no identity record lists (left by a process killed mid-write); returns how many."""
+        owners: dict[str, list[str]] = {}
+        offset = None
+        while True:
+            records, offset = self._client.scroll(
+                self._images, limit=10_000, offset=offset, with_payload=["identity_id"], with_vectors=False
+            )
+            for record in records:
+                owners.setdefault(record.payload["identity_id"], []).append(str(record.id))
+            if offset is None:
+                break
+        listed: set[str] = set()
+        identity_ids = list(owners)
+        for start in range(0, len(identity_ids), 1000):
+            batch = [identity_point_id(identity_id) for identity_id in identity_ids[start : start + 1000]]
+            for record in self._client.retrieve(self._identities, batch, with_payload=["image_ids"]):
+                listed.update(record.payload["image_ids"])
+        stray = [point_id for point_ids in owners.values() for point_id in point_ids if point_id not in listed]
+        if stray:
+            self._client.delete(self._images, models.PointIdsList(points=stray), wait=True)
+        return len(stray)
+
+    def _write_record(self, identity: dict, image_ids: list[str], now: str) -> Identity:
+        """Write the identity record from its stored points: the centroid and attributes follow the images."""
+        points = self._client.retrieve(
+            self._images, image_ids, with_payload=["attributes", "attr_tags"], with_vectors=True
+        )
+        vectors = np.asarray([point.vector for point in points], dtype=np.float32)
+        centroid = _unit(_unit(vectors).mean(axis=0))
+        per_image = [point.payload["attributes"] for point in points]
+        payload = {
+            "identity_id": identity["identity_id"],
+            "name": identity["name"],
+            "metadata": identity["metadata"],
+            "image_ids": image_ids,
+            "attributes": aggregate_attributes(per_image),
+            "attr_tags": sorted({tag for point in points for tag in point.payload["attr_tags"]}),
+            "model_id": self._model_id,
+            "created_at": identity["created_at"],
+            "updated_at": now,
+        }
+        record = models.PointStruct(
+            id=identity_point_id(identity["identity_id"]), vector=centroid.tolist(), payload=payload
+        )
+        self._client.upsert(self._identities, [record], wait=True)
+        return _identity(payload)
+
+    def _check_batch(self, embeddings: np.ndarray, image_hashes: list[str], attributes: list[dict]) -> np.ndarray:
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self._dim or len(vectors) == 0:
+            raise InvalidArgument(f"Embeddings must be N x {self._dim} with N >= 1, got shape {vectors.shape}.")
+        if not (len(vectors) == len(image_hashes) == len(attributes)):
+            raise InvalidArgument(
+                f"{len(vectors)} embeddings, {len(image_hashes)} image hashes and {len(attributes)} attribute dicts: "
+                "one of each per image."
+            )
+        if not np.all(np.isfinite(vectors)) or np.any(np.linalg.norm(vectors, axis=1) == 0):
+            raise InvalidArgument("Embeddings must be finite and non-zero.")
+        return vectors
+
+    @staticmethod
+    def _check_identity_id(identity_id: str) -> str:
+        if not isinstance(identity_id, str) or not identity_id.strip() or len(identity_id) > MAX_IDENTITY_ID_LENGTH:
+            raise InvalidArgument(
+                f"identity_id must be a non-blank string of at most {MAX_IDENTITY_ID_LENGTH} characters."
+            )
+        return identity_id
+
+    def _ensure_collections(self) -> None:
+        with self._write_lock, _translated():
+            for name in (self._images, self._identities):
+                if self._client.collection_exists(name):
+                    self._check_collection(name)
+                    continue
+                self._client.create_collection(
+                    name,
+                    vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE),
+                    metadata={"personid_format": FORMAT_VERSION, "model_id": self._model_id, "dim": self._dim},
+                )
+                if self._server_mode:  # embedded Qdrant has no payload indexes: it scans
+                    for key in ("identity_id", "attr_tags"):
+                        self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD, wait=True)
+            if not self._server_mode:
+                self._sweep_unlisted_points()
+
+    def _check_collection(self, name: str) -> None:
+        info = self._client.get_collection(name)
+        stored = info.config.metadata or {}
+        vectors = info.config.params.vectors
+        size = vectors.size if isinstance(vectors, models.VectorParams) else None
+        if stored.get("model_id") == self._model_id and stored.get("dim") == self._dim == size:
+            return
+        where = "delete it on the server" if self._server_mode else f"delete the folder {self._location}"
+        raise ModelMismatch(
+            f"Collection {name!r} holds embeddings of model {stored.get('model_id', 'unknown')!r} "
+            f"(dim {size}); the loaded model is {self._model_id!r} (dim {self._dim}). Embeddings of different "
+            f"models are not comparable. Re-index: set PERSONID_COLLECTION to a new name (or {where}), then "
+            "re-enroll the identities' images."
+        )
+
+
+def _identity(payload: dict[str, Any]) -> Identity:
+    return Identity(
+        identity_id=payload["identity_id"],
+        name=payload["name"],
+        metadata=payload["metadata"],
+        image_ids=list(payload["image_ids"]),
+        attributes=payload["attributes"],
+        created_at=payload["created_at"],
+        updated_at=payload["updated_at"],
+    )
+
+
+def _identity_filter(identity_id: str) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="identity_id", match=models.MatchValue(value=identity_id))])
+
+
+def _attribute_filter(attribute_filter: dict[str, str] | None) -> models.Filter | None:
+    """`{"gender": "female"}` -> every condition on the stored `head=label` tags must hold."""
+    if not attribute_filter:
+        return None
+    conditions = []
+    for head, label in attribute_filter.items():
+        if not isinstance(head, str) or not _FILTER_KEY.match(head) or not isinstance(label, str) or "=" in label:
+            raise InvalidArgument(
+                f"Bad attribute filter entry {head!r}: {label!r}; expected attribute name -> label, "
+                'e.g. {"gender": "female"}.'
+            )
+        conditions.append(models.FieldCondition(key="attr_tags", match=models.MatchValue(value=f"{head}={label}")))
+    return models.Filter(must=conditions)
+
+
+# ---- measurements (not tests): `python -m app.gallery` -------------------------------------------------------
+
+
+def synthetic_clusters(
+    identities: int,
+    images: int,
+    queries: int,
+    dim: int,
+    noise: float,
+    views: int = 1,
+    view_spread: float = 0.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gallery (identities x images x dim) and queries (identities x queries x dim) as noisy unit vectors.
+
+    Each identity has `views` view centres around its centre (a person seen from front and back); every image
+    and query is a view centre plus isotropic noise of norm about `noise`.
+    """
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(identities, 1, dim)))
+    view_centres = _unit(centres + view_spread * _unit(rng.normal(size=(identities, views, dim))))
+
+    def draw(count: int) -> np.ndarray:
+        picked = np.take_along_axis(view_centres, rng.integers(0, views, size=(identities, count, 1)), axis=1)
+        return _unit(picked + noise * rng.normal(size=(identities, count, dim)) / np.sqrt(dim)).astype(np.float32)
+
+    return draw(images), draw(queries)
+
+
+def _temporary_gallery(folder: str, dim: int) -> Gallery:
+    from app.settings import Settings
+
+    return Gallery.open(Settings(qdrant_path=folder, collection="bench"), dim=dim, model_id="bench")
+
+
+def _fill(gallery: Gallery, vectors: np.ndarray) -> float:
+    """Enroll every identity of `vectors`; returns images enrolled per second."""
+    start = time.perf_counter()
+    for index, images in enumerate(vectors):
+        hashes = [f"{index}-{j}" for j in range(len(images))]
+        gallery.enroll(f"id{index}", None, {}, images, hashes, [{} for _ in hashes])
+    return vectors.shape[0] * vectors.shape[1] / (time.perf_counter() - start)
+
+
+def _run_queries(gallery: Gallery, queries: np.ndarray) -> tuple[float, float, float]:
+    """Top-1 identity accuracy, p50 and p95 search latency (ms)."""
+    correct, latencies = 0, []
+    for index, per_identity in enumerate(queries):
+        for query in per_identity:
+            start = time.perf_counter()
+            matches = gallery.search(query, top_k=5)
+            latencies.append((time.perf_counter() - start) * 1000)
+            correct += bool(matches) and matches[0].identity_id == f"id{index}"
+    p50, p95 = np.percentile(latencies, [50, 95])
+    return correct / len(latencies), float(p50), float(p95)
+
+
+def compare_search_modes(
+    identities: int = 500,
+    images: int = 4,
+    queries: int = 2,
+    dim: int = 128,
+    cases: tuple[tuple[str, float, int, float], ...] = (
+        ("one view, noise 1.0", 1.0, 1, 0.0),
+        ("one view, noise 1.5", 1.5, 1, 0.0),
+        ("two views, noise 1.0", 1.0, 2, 1.0),
+        ("two views, noise 1.5", 1.5, 2, 1.0),
+    ),
+) -> list[dict]:
+    """Top-1 identity accuracy and latency of `groups` vs `centroid` search on the same synthetic gallery."""
+    import tempfile
+
+    rows = []
+    for label, noise, views, spread in cases:
+        gallery_vectors, query_vectors = synthetic_clusters(identities, images, queries, dim, noise, views, spread)
+        with tempfile.TemporaryDirectory() as folder:
+            gallery = _temporary_gallery(folder, dim)
+            _fill(gallery, gallery_vectors)
+            for mode in ("groups", "centroid"):
+                gallery.search_mode = mode
+                accuracy, p50, p95 = _run_queries(gallery, query_vectors)
+                rows.append({"case": label, "mode": mode, "top1": accuracy, "p50_ms": p50, "p95_ms": p95})
+                print(f"{label:24s} {mode:9s} top-1 {accuracy:.3f}  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms", flush=True)
+            gallery.close()
+    return rows
+
+
+def bench_search(
+    sizes: tuple[int, ...] = (1000, 10000, 50000), images: int = 4, dim: int = 512, queries: int = 50
+) -> list[dict]:
+    """Enroll rate and search p50/p95 of both modes against gallery size (image points), embedded mode."""
+    import tempfile
+
+    rows = []
+    for size in sizes:
+        gallery_vectors, query_vectors = synthetic_clusters(size // images, images, 1, dim, noise=1.0, seed=size)
+        with tempfile.TemporaryDirectory() as folder:
+            gallery = _temporary_gallery(folder, dim)
+            rate = _fill(gallery, gallery_vectors)
+            sample = query_vectors[:queries]
+            for mode in ("groups", "centroid"):
+                gallery.search_mode = mode
+                _, p50, p95 = _run_queries(gallery, sample)
+                rows.append({"points": size, "mode": mode, "enroll_images_per_s": rate, "p50_ms": p50, "p95_ms": p95})
+                print(
+                    f"{size:6d} points  enroll {rate:7.1f} images/s  {mode:9s} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms",
+                    flush=True,
+                )
+            gallery.close()
+    return rows
+
+
+if __name__ == "__main__":
+    compare_search_modes()
+    bench_search()
