@@ -2,8 +2,9 @@
 
 Requests hand their preprocessed rows to `MicroBatcher.submit`; one collector task gathers what arrives within
 `max_wait_ms` (up to `max_batch_size` rows) into one model call, run on a worker thread so the event loop keeps
-serving. While a call runs, new requests queue up and form the next batch, so under load batches grow by
-themselves and at low load a request waits at most `max_wait_ms`. Written here rather than taken from a
+serving. While a call runs, new requests queue up and form the next batch, which starts as soon as that call
+ends; only a request that finds the batcher idle waits (at most `max_wait_ms`) for company. So under load batches
+grow by themselves and at low load a request waits at most `max_wait_ms`. Written here rather than taken from a
 library because it is a few dozen lines around one asyncio event and no serving library fits ONNX Runtime
 inside FastAPI without bringing its own server.
 """
@@ -93,24 +94,33 @@ class MicroBatcher:
         return sum(len(job.inputs) for job in self._pending)
 
     async def _collect(self) -> None:
+        idle = True  # no call ran since the queue was last empty
         while True:
             if not self._pending:
                 if self._closed:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                idle = True
                 continue
-            deadline = time.monotonic() + self.max_wait_s
-            while not self._closed and self._pending_rows() < self.max_batch_size:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._wakeup.clear()
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), left)
-                except TimeoutError:
-                    break
+            if idle:
+                await self._wait_for_company()
             await self._run_jobs(self._take_batch())
+            # Requests that queued up during that call already waited: they run at once, as the next batch.
+            idle = not self._pending
+
+    async def _wait_for_company(self) -> None:
+        """At an idle batcher, wait up to `max_wait_ms` for more requests to join the first one."""
+        deadline = time.monotonic() + self.max_wait_s
+        while not self._closed and self._pending_rows() < self.max_batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), left)
+            except TimeoutError:
+                return
 
     def _take_batch(self) -> list[_Job]:
         """The oldest jobs that fit in `max_batch_size` rows (a larger single request runs alone)."""

@@ -67,7 +67,7 @@ async def require_read_key(request: Request, key: Annotated[str | None, Depends(
         _check_key(request, key)
 
 
-def engine_of(request: Request) -> Engine:
+async def engine_of(request: Request) -> Engine:  # async: no worker-thread hop per request
     runtime = _runtime(request)
     if runtime.engine is None:
         raise Problem(503, "model-not-ready", runtime.model_problem or "the model is not loaded")
