@@ -33,10 +33,6 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(None, description="Qdrant server URL; when set, replaces embedded mode.")
     qdrant_api_key: SecretStr | None = Field(None, description="API key for the Qdrant server.")
     collection: str = Field("persons", description="Qdrant collection name.")
-    search_mode: Literal["centroid", "groups"] = Field(
-        "centroid",
-        description="Search identity centroids (one vector per identity) or every image grouped by identity.",
-    )
     search_mode: Literal["groups", "centroid"] = Field(
         "centroid", description="Rank identities by their centroid, or by their best image (docs/gallery.md)."
     )
