@@ -140,25 +140,13 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 def sample_jpegs(count: int, seed: int = 0) -> list[bytes]:
     """`count` Market-format JPEG person crops (128 x 64) from `training.synth`: what a detector would post."""
-    from training.export import image_files
-    from training.synth import generate
+    from training.synth import sample_crops
 
-    per_identity = 4
     with tempfile.TemporaryDirectory() as tmp:
-        identities = max(3, math.ceil(count / per_identity) + 1)
-        generate(
-            Path(tmp),
-            identities=identities,
-            test_identities=1,
-            cameras=2,
-            images_per_identity=per_identity,
-            seed=seed,
-            progress=False,
-        )
-        files = [f for f in image_files(tmp) if f.suffix.lower() == ".jpg"]
-        if len(files) < count:
-            raise BenchError(f"synth wrote {len(files)} images, {count} needed")
-        return [f.read_bytes() for f in files[:count]]
+        try:
+            return [f.read_bytes() for f in sample_crops(Path(tmp), count, seed)]
+        except ValueError as error:
+            raise BenchError(str(error)) from error
 
 
 def image_limits() -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import tempfile
 import warnings
@@ -154,22 +153,13 @@ def load_images(
     transform = build_eval_transform(height, width, mean, std)
     with tempfile.TemporaryDirectory() as tmp:
         if folder is None:
-            from training.synth import generate
+            from training.synth import sample_crops
 
-            per_identity = 4
-            identities = max(2, math.ceil(count / per_identity))
-            generate(
-                Path(tmp),
-                identities=identities,
-                test_identities=1,
-                cameras=2,
-                images_per_identity=per_identity,
-                seed=seed,
-            )
-            folder = tmp
-        files = image_files(folder)
-        if len(files) < count:
-            raise ExportError(f"{folder}: {len(files)} images found, {count} needed")
+            files = sample_crops(Path(tmp), count, seed)
+        else:
+            files = image_files(folder)
+            if len(files) < count:
+                raise ExportError(f"{folder}: {len(files)} images found, {count} needed")
         return np.stack([transform(load_rgb(f)).numpy() for f in files[:count]])
 
 

@@ -1107,6 +1107,26 @@ def _diverse(by_id: dict[str, dict[int, Path]], labels: dict[str, dict[str, int]
     return chosen
 
 
+def sample_crops(out: Path, count: int, seed: int = 0) -> list[Path]:
+    """Write a small synthetic set into `out` and return `count` of its crops, sorted by name: real-format
+    inputs for export verification, int8 calibration and benchmarks (never noise)."""
+    per_identity = 4
+    identities = max(3, math.ceil(count / per_identity) + 1)
+    generate(
+        out,
+        identities=identities,
+        test_identities=1,
+        cameras=2,
+        images_per_identity=per_identity,
+        seed=seed,
+        progress=False,
+    )
+    files = sorted(out.rglob("*.jpg"))
+    if len(files) < count:
+        raise ValueError(f"synth wrote {len(files)} images, {count} needed")
+    return files[:count]
+
+
 def contact_sheet(directory: Path, out_png: Path, identities: int = 12) -> Path:
     """A grid of identities, one column per camera, captioned with their attributes: realism at a glance."""
     directory = Path(directory)
