@@ -52,7 +52,12 @@ class Settings(BaseSettings):
 
     batching: bool = Field(True, description="Gather concurrent requests into one model call.")
     max_batch_size: int = Field(32, ge=1, description="Largest batch the micro-batcher forms.")
-    max_wait_ms: float = Field(2.0, ge=0, description="Longest a request waits for others to join its batch.")
+    max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="Longest a request that finds the model idle waits for others to join it (requests arriving "
+        "during a model call always form the next batch).",
+    )
 
     @field_validator("providers", "api_keys", "cors_origins", mode="before")
     @classmethod
