@@ -13,10 +13,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnx
 import pytest
@@ -205,3 +212,51 @@ def assert_problem(response: Any, status: int, field: str | None = None) -> dict
     if field is not None:
         assert any(error["field"] == field for error in body["errors"]), body
     return body
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(*options: str, log: Path) -> Iterator[str]:
+    """`personid serve` in a subprocess on a free local port, without the caller's PERSONID_* variables.
+
+    Yields the base URL once /readyz answers 200; then stops the server with SIGTERM and checks it shut down
+    cleanly. Its output is appended to `log`, so a restart keeps the first run's lines.
+    """
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
+    command = [sys.executable, "-m", "personid.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *options]
+    start = log.stat().st_size if log.exists() else 0
+    with log.open("a") as sink:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=sink, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"server exited with {process.returncode}:\n{log.read_text()}"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"server not ready after 90 s:\n{log.read_text()}"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"server ignored SIGTERM for 30 s:\n{log.read_text()}") from None
+    # uvicorn shuts down, then re-raises the signal it caught: -SIGTERM is its normal exit code
+    this_run = log.read_text()[start:]
+    assert process.returncode in (0, -signal.SIGTERM), f"server exited with {process.returncode}:\n{this_run}"
+    assert "Application shutdown complete" in this_run, f"no clean shutdown on SIGTERM:\n{this_run}"

@@ -17,10 +17,6 @@ import json
 import os
 import random
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +30,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from tests.conftest import ROOT, image_file, person_image
+from tests.conftest import ROOT, image_file, person_image, serving
 from training.synth import generate
 
 SHIPPED_MODEL = ROOT / "models" / "default.onnx"
@@ -179,49 +175,12 @@ def test_identifies_unseen_people_across_cameras(
 # ---------------------------------------------------------------- a real uvicorn process
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def real_server(model: Path, data: Path, log: Path) -> Iterator[httpx.Client]:
-    """`personid serve` on a free local port; yields a client once /readyz answers 200, stops it with SIGTERM."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
-    command = [
-        sys.executable, "-m", "personid.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        "--model-path", str(model), "--qdrant-path", str(data), "--intra-op-threads", "1",
-    ]  # fmt: skip
-    start = log.stat().st_size if log.exists() else 0
-    with log.open("a") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=sink, stderr=sink)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            deadline = time.monotonic() + 90
-            while True:
-                assert process.poll() is None, f"server exited with {process.returncode}:\n{log.read_text()}"
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, f"server not ready after 90 s:\n{log.read_text()}"
-                time.sleep(0.2)
-            yield client
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise AssertionError(f"server ignored SIGTERM for 30 s:\n{log.read_text()}") from None
-    # uvicorn shuts down, then re-raises the signal it caught: -SIGTERM is its normal exit code
-    this_run = log.read_text()[start:]
-    assert process.returncode in (0, -signal.SIGTERM), f"server exited with {process.returncode}:\n{this_run}"
-    assert "Application shutdown complete" in this_run, f"no clean shutdown on SIGTERM:\n{this_run}"
+    """A real `personid serve` on the model and data folder; yields a client once it is ready."""
+    options = ("--model-path", str(model), "--qdrant-path", str(data), "--intra-op-threads", "1")
+    with serving(*options, log=log) as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield client
 
 
 def all_identities(client: httpx.Client, page: int = 7) -> dict[str, dict]:

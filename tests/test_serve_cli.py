@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,7 +15,7 @@ import pytest
 from app.cli import build_parser, main, settings_from_args
 from app.manifest import manifest_path
 from app.settings import Settings
-from tests.conftest import ROOT, image_file, person_image
+from tests.conftest import ROOT, free_port, image_file, person_image, serving
 
 
 def test_service_modules_never_import_torch() -> None:
@@ -47,43 +43,6 @@ def test_options_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--port", "0"]) == 2
     assert "--port" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def serving(*options: str, log: Path) -> Iterator[str]:
-    """`personid serve` in a subprocess; yields its base URL once /healthz answers."""
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env = {key: value for key, value in env.items() if not key.startswith("PERSONID_")}
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "personid.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *options],
-            cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"server did not start:\n{log.read_text()}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def test_real_server_serves_and_keeps_identities_across_restarts(model_path: Path, tmp_path: Path) -> None:
