@@ -218,6 +218,15 @@ async def search(
     )
 
 
+async def _gallery_rows(
+    request: Request, images: list[UploadFile], engine: Engine
+) -> tuple[np.ndarray, list[str], list[dict]]:
+    """What the gallery stores per uploaded image: embedding, content hash, predicted attributes."""
+    rows, hashes = await _images_to_rows(images, "images", engine, request.app.state.settings)
+    embedding, probabilities = await _runtime(request).infer(rows)
+    return embedding, hashes, [_stored_attributes(engine, row) for row in probabilities]
+
+
 @router.post(
     "/v1/identities",
     status_code=201,
@@ -239,9 +248,7 @@ async def enroll(
 ) -> IdentityResponse:
     """Enroll a new identity from one or more images (409 if the id exists: add images to it instead)."""
     meta = _json_object(metadata, "metadata") or {}
-    rows, hashes = await _images_to_rows(images, "images", engine, request.app.state.settings)
-    embedding, probabilities = await _runtime(request).infer(rows)
-    attributes = [_stored_attributes(engine, row) for row in probabilities]
+    embedding, hashes, attributes = await _gallery_rows(request, images, engine)
     identity = await run_in_threadpool(gallery.enroll, identity_id, name, meta, embedding, hashes, attributes)
     return _identity_body(identity)
 
@@ -259,9 +266,7 @@ async def add_images(
 ) -> ImagesAdded:
     """Add images to an enrolled identity (an image it already has is not stored twice)."""
     await run_in_threadpool(gallery.get, identity_id)  # 404 before spending model time
-    rows, hashes = await _images_to_rows(images, "images", engine, request.app.state.settings)
-    embedding, probabilities = await _runtime(request).infer(rows)
-    attributes = [_stored_attributes(engine, row) for row in probabilities]
+    embedding, hashes, attributes = await _gallery_rows(request, images, engine)
     image_ids = await run_in_threadpool(gallery.add_images, identity_id, embedding, hashes, attributes)
     return ImagesAdded(identity_id=identity_id, image_ids=image_ids)
 
