@@ -259,9 +259,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     )
     if split.schema is None:
         raise ValueError(f"{cfg.data.path}: the dataset has no attribute schema; the multi-task model needs one")
-    train_pids = sorted({r.pid for r in split.train})
-    pid_to_label = {pid: i for i, pid in enumerate(train_pids)}
-    num_classes = len(train_pids)
+    pid_to_label = split.pid_to_label()
+    num_classes = len(pid_to_label)
     d = cfg.data
     train_set = ReidDataset(
         split.train,
