@@ -272,3 +272,59 @@ def test_attribute_accuracy_per_head() -> None:
     acc = attribute_accuracy(logits, targets, HEADS)
     assert acc[:2].tolist() == pytest.approx([2 / 3, 2 / 3])
     assert math.isnan(acc[2].item())
+
+
+def test_attribute_loss_logit_adjust_offsets_from_priors() -> None:
+    targets = torch.tensor([[0, 1, 0], [0, 0, -1], [1, 1, -1], [-1, 1, -1]])
+    loss_fn = AttributeLoss.from_targets(HEADS, targets, balance="logit_adjust", tau=0.5)
+    # softmax priors 2/3, 1/3, 0 (clamped to 1e-4); binary p = 0.75 and 0 (clamped)
+    expected = [0.5 * math.log(2 / 3), 0.5 * math.log(1 / 3), 0.5 * math.log(1e-4),
+                0.5 * math.log(3.0), 0.5 * math.log(1e-4 / (1 - 1e-4))]
+    assert loss_fn.logit_offsets.tolist() == pytest.approx(expected, rel=1e-4)
+    assert torch.isnan(loss_fn.pos_ratios).all() and (loss_fn.class_weights == 1).all()
+    logits = torch.tensor([[0.3, -0.2, 0.1, 0.4, -1.0]])
+    shifted = AttributeLoss(HEADS)(logits + loss_fn.logit_offsets, torch.tensor([[0, 1, 0]]))[1]
+    assert loss_fn(logits, torch.tensor([[0, 1, 0]]))[1].tolist() == pytest.approx(shifted.tolist(), abs=1e-6)
+    with pytest.raises(ValueError, match="balance"):
+        AttributeLoss.from_targets(HEADS, targets, balance="focal")
+
+
+@pytest.mark.parametrize("balance", ["none", "logit_adjust"])
+def test_attribute_loss_logit_adjust_moves_the_threshold_to_balanced(balance: str) -> None:
+    """A 1-d logistic model fit on a 10%-positive attribute (positives at x ~ N(1, 1), negatives N(-1, 1)): the
+    balanced-error threshold is x = 0. Plain BCE puts it near log(9)/2 ~ 1.1 (positives mostly missed); logit
+    adjustment puts it at 0, so the raw logit's sign gives about equal positive and negative recall."""
+    gen = torch.Generator().manual_seed(0)
+    y = (torch.rand(4000, generator=gen) < 0.1).long()
+    x = torch.randn(4000, generator=gen) + (2 * y - 1).float()
+    heads = [H("binary", 1)]
+    loss_fn = AttributeLoss.from_targets(heads, y[:, None], balance=balance)
+    w = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_fn((w[0] * x + w[1])[:, None], y[:, None])[0]
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    threshold = float(-w[1] / w[0])
+    pred = (w[0] * x + w[1]) > 0
+    pos_recall = float(pred[y == 1].float().mean())
+    if balance == "logit_adjust":
+        assert abs(threshold) < 0.15 and pos_recall > 0.75
+    else:
+        assert threshold > 0.8 and pos_recall < 0.6
+
+
+def test_attribute_accuracy_balanced_is_mean_recall_per_class() -> None:
+    # binary head: targets 1, 0, 0, 0 and the model says "no" everywhere -> accuracy 3/4, balanced (0 + 1) / 2
+    logits = torch.tensor([[0.0, 0.0, 0.0, -1.0, 0.0]] * 3 + [[0.0, 0.0, 5.0, -1.0, 0.0]])
+    targets = torch.tensor([[0, 1, -1], [0, 0, -1], [1, 0, -1], [2, 0, -1]])
+    plain = attribute_accuracy(logits, targets, HEADS)
+    balanced = attribute_accuracy(logits, targets, HEADS, balanced=True)
+    # softmax head: predictions 0, 0, 0, 2 for targets 0, 0, 1, 2 -> accuracy 3/4; recalls 1, 0, 1 -> 2/3
+    assert plain[:2].tolist() == pytest.approx([0.75, 0.75])
+    assert balanced[:2].tolist() == pytest.approx([2 / 3, 0.5])
+    assert math.isnan(balanced[2].item())

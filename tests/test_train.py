@@ -12,7 +12,9 @@ import torch
 
 from training.checkpoint import load_model, read_checkpoint
 from training.config import load_config
-from training.engine import lr_factor, task_weights
+from training.datasets import load_dataset
+from training.engine import Criterion, lr_factor, task_weights
+from training.synth import generate
 from training.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +90,27 @@ def test_task_weights_only_steer_selected_tasks() -> None:
     assert everything["reid"] > everything["hat"] > everything["id"]
     some = task_weights(dtp, ["id", "reid"])
     assert some["hat"] == 1.0 and some["id"] + some["reid"] == pytest.approx(2.0)
+
+
+def test_criterion_follows_the_attribute_balance_and_kpi_settings(tmp_path: Path) -> None:
+    generate(tmp_path / "d", identities=12, test_identities=6, cameras=2, images_per_identity=2, progress=False)
+    split = load_dataset(tmp_path / "d")
+    cfg = load_config(SMOKE)
+    n_attr = sum(1 if h.type == "binary" else len(h.labels) for h in split.schema.heads)
+    out = {"feature": torch.randn(4, 8), "id_logits": torch.randn(4, 6), "attr_logits": torch.full((4, n_attr), -5.0)}
+    labels = torch.tensor([0, 0, 1, 1])
+    attrs = torch.tensor([r.attrs for r in split.train[:4]])
+    hat = [h.name for h in split.schema.heads].index("hat")
+    attrs[:, hat] = torch.tensor([1, 0, 0, 0])  # one hat in four; the logits say "no hat" everywhere
+
+    plain = Criterion(cfg, 6, 8, split)
+    assert plain(out, labels, attrs)[1]["hat"] == pytest.approx(0.75)
+    assert torch.isfinite(plain.attr_loss.pos_ratios[hat]) and not plain.attr_loss.logit_offsets.any()
+    cfg.dtp.balanced_kpi = True
+    cfg.loss.attributes.balance = "logit_adjust"
+    balanced = Criterion(cfg, 6, 8, split)
+    assert balanced(out, labels, attrs)[1]["hat"] == pytest.approx(0.5)
+    assert torch.isnan(balanced.attr_loss.pos_ratios).all() and balanced.attr_loss.logit_offsets.any()
 
 
 @pytest.mark.gpu

@@ -79,6 +79,8 @@ class IslandConfig:
 @dataclass
 class AttributeLossConfig:
     weight: float = 1.0
+    balance: str = "deepmar"  # class imbalance: "deepmar" weights, "logit_adjust" offsets, or "none"
+    tau: float = 1.0  # logit adjustment strength
 
 
 @dataclass
@@ -97,6 +99,7 @@ class DtpConfig:
     alpha: float = 0.9
     clamp: list[float] = field(default_factory=lambda: [0.1, 0.99])
     normalize: bool = True
+    balanced_kpi: bool = False  # attribute KPI = balanced accuracy (mean recall per class) instead of accuracy
     # Task names to weight dynamically: "id", "reid", and attribute head names; empty = all of them.
     tasks: list[str] = field(default_factory=list)
 

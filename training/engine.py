@@ -4,8 +4,9 @@ torchrun, per-epoch checkpoints (`last.pt`, `best.pt` by mAP), `metrics.jsonl` a
 Tasks for DTP (each with a KPI in [0, 1] measured on the batch):
 - "id": identity classification loss; KPI = batch id accuracy;
 - "reid": CTL + center + island (the metric losses); KPI = batch rank-1 of the pooled features;
-- one task per attribute head; KPI = the head's batch accuracy. Each head's loss is divided by the number of
-  heads so that, with unit weights, all attributes together weigh `loss.attributes.weight` (APR averages them).
+- one task per attribute head; KPI = the head's batch accuracy (balanced accuracy with `dtp.balanced_kpi`).
+  Each head's loss is divided by the number of heads so that, with unit weights, all attributes together weigh
+  `loss.attributes.weight` (APR averages them).
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class Criterion(nn.Module):
     def __init__(self, cfg: TrainConfig, num_classes: int, feat_dim: int, split: ReidSplit) -> None:
         super().__init__()
         self.cfg = cfg.loss
+        self.balanced_kpi = cfg.dtp.balanced_kpi
         self.heads = list(split.schema.heads)
         self.id_loss = CrossEntropyLabelSmooth(num_classes, cfg.loss.id.label_smoothing)
         self.ctl = CentroidTripletLoss(cfg.loss.ctl.margin)
@@ -131,7 +133,8 @@ class Criterion(nn.Module):
         self.island = IslandLoss(num_classes, feat_dim, cfg.loss.island.lambda1) if cfg.loss.island.weight > 0 else None
         known = [r.attrs for r in split.train if r.attrs is not None]
         targets = torch.tensor(known, dtype=torch.long) if known else torch.full((1, len(self.heads)), -1)
-        self.attr_loss = AttributeLoss.from_targets(self.heads, targets)
+        self.attr_loss = AttributeLoss.from_targets(self.heads, targets, cfg.loss.attributes.balance,
+                                                    cfg.loss.attributes.tau)
 
     @property
     def tasks(self) -> list[str]:
@@ -155,7 +158,7 @@ class Criterion(nn.Module):
         losses = {"id": self.cfg.id.weight * self.id_loss(id_logits, labels), "reid": reid}
         losses.update({h.name: scale * per_head[j] for j, h in enumerate(self.heads)})
         kpis = {"id": classification_accuracy(id_logits, labels), "reid": batch_rank1(feature, labels)}
-        accuracy = attribute_accuracy(attr_logits, attrs, self.heads)
+        accuracy = attribute_accuracy(attr_logits, attrs, self.heads, self.balanced_kpi)
         kpis.update({h.name: float(accuracy[j]) for j, h in enumerate(self.heads)})
         return losses, kpis
 

@@ -226,11 +226,16 @@ class AttributeLoss(nn.Module):
 
     `pos_ratios` (H): the p of each binary head (entries of softmax heads are ignored; NaN = unweighted).
     `class_weights` (H entries, each None or a vector of the head's size): softmax class weights.
-    `AttributeLoss.from_targets` computes both from the training targets.
+    `logit_offsets` (one per column, or None): added to the logits inside the loss only, for logit adjustment
+    (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021): with offset `tau * log prior` (softmax)
+    or `tau * log(p / (1 - p))` (binary) the raw logits at inference minimise the BALANCED error, which is what
+    mA measures; the DeepMAR weights only shift the threshold part of the way.
+    `AttributeLoss.from_targets` computes them from the training targets.
     """
 
     def __init__(self, heads: Sequence[HeadLike], pos_ratios: Tensor | None = None,
-                 class_weights: Sequence[Tensor | None] | None = None) -> None:
+                 class_weights: Sequence[Tensor | None] | None = None,
+                 logit_offsets: Tensor | None = None) -> None:
         super().__init__()
         self.types = [h.type for h in heads]
         self.slices = _head_slices(heads)
@@ -251,31 +256,47 @@ class AttributeLoss(nn.Module):
                 if w.shape != (sl.stop - sl.start,) or bool((w < 0).any()):
                     raise ValueError(f"class weights must be {sl.stop - sl.start} non-negative values, got {w}")
                 weights[sl] = w
+        offsets = torch.zeros(self.slices[-1].stop) if logit_offsets is None else torch.as_tensor(
+            logit_offsets, dtype=torch.float32)
+        if offsets.shape != weights.shape or not bool(torch.isfinite(offsets).all()):
+            raise ValueError(f"logit_offsets must be {weights.numel()} finite values, got {offsets}")
         self.register_buffer("pos_ratios", ratios)
         self.register_buffer("class_weights", weights)
+        self.register_buffer("logit_offsets", offsets)
 
     @classmethod
-    def from_targets(cls, heads: Sequence[HeadLike], targets: Tensor, softmax_weights: bool = True) -> AttributeLoss:
-        """Build the loss with ratios from the training targets (N x H, -1 unknown). A head with no known target
-        stays unweighted. `softmax_weights=False` leaves softmax heads unweighted."""
+    def from_targets(cls, heads: Sequence[HeadLike], targets: Tensor, balance: str = "deepmar",
+                     tau: float = 1.0) -> AttributeLoss:
+        """Build the loss from the training targets (N x H, -1 unknown). `balance`: "deepmar" (weights as above),
+        "logit_adjust" (offsets `tau * log prior`, no weights) or "none". A head with no known target stays
+        plain. Priors are clamped to [1e-4, 1 - 1e-4] so an unseen class gives a finite offset."""
+        if balance not in ("deepmar", "logit_adjust", "none"):
+            raise ValueError(f"balance must be 'deepmar', 'logit_adjust' or 'none', got {balance!r}")
         slices = _head_slices(heads)
         targets = torch.as_tensor(targets)
         if targets.dim() != 2 or targets.shape[1] != len(slices):
             raise ValueError(f"targets must be N x {len(slices)}, got shape {tuple(targets.shape)}")
         ratios = torch.full((len(slices),), float("nan"))
-        class_weights: list[Tensor | None] = []
+        class_weights: list[Tensor | None] = [None] * len(slices)
+        offsets = torch.zeros(slices[-1].stop)
         for j, (head, sl) in enumerate(zip(heads, slices, strict=True)):
             known = targets[:, j][targets[:, j] >= 0]
+            if balance == "none" or not known.numel():
+                continue
             if head.type == "binary":
-                if known.numel():
-                    ratios[j] = (known == 1).float().mean()
-                class_weights.append(None)
-            elif softmax_weights and known.numel():
-                freq = torch.bincount(known, minlength=sl.stop - sl.start).float() / known.numel()
-                class_weights.append(torch.exp(1.0 - freq))
+                p = (known == 1).float().mean()
+                if balance == "deepmar":
+                    ratios[j] = p
+                else:
+                    p = p.clamp(1e-4, 1 - 1e-4)
+                    offsets[sl] = tau * torch.log(p / (1 - p))
+                continue
+            freq = torch.bincount(known, minlength=sl.stop - sl.start).float() / known.numel()
+            if balance == "deepmar":
+                class_weights[j] = torch.exp(1.0 - freq)
             else:
-                class_weights.append(None)
-        return cls(heads, ratios, class_weights)
+                offsets[sl] = tau * torch.log(freq.clamp(min=1e-4))
+        return cls(heads, ratios, class_weights, offsets)
 
     def forward(self, attr_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         _check_attr_inputs(attr_logits, targets, self.slices)
@@ -289,7 +310,7 @@ class AttributeLoss(nn.Module):
             t = targets[:, j]
             known = t >= 0
             n_known = known.sum()
-            logits = attr_logits[:, sl]
+            logits = attr_logits[:, sl] + self.logit_offsets[sl].to(attr_logits.dtype)
             if kind == "softmax":
                 losses = F.cross_entropy(logits, t.clamp(min=0), weight=self.class_weights[sl].to(logits.dtype),
                                          reduction="none")
@@ -304,9 +325,11 @@ class AttributeLoss(nn.Module):
         return stacked.mean(), stacked
 
 
-def attribute_accuracy(attr_logits: Tensor, targets: Tensor, heads: Sequence[HeadLike]) -> Tensor:
+def attribute_accuracy(attr_logits: Tensor, targets: Tensor, heads: Sequence[HeadLike],
+                       balanced: bool = False) -> Tensor:
     """Per-head accuracy (H) on the known targets: argmax for softmax heads, logit > 0 for binary heads.
-    A head with no known target gets NaN (the caller, e.g. DTP's update, skips it)."""
+    `balanced`: the mean over the classes present of their recall instead (mA's view: a head that always says
+    "no hat" scores 0.5, not 0.86). A head with no known target gets NaN (the caller, e.g. DTP's update, skips it)."""
     slices = _head_slices(heads)
     _check_attr_inputs(attr_logits, targets, slices)
     out = []
@@ -316,6 +339,11 @@ def attribute_accuracy(attr_logits: Tensor, targets: Tensor, heads: Sequence[Hea
             known = t >= 0
             logits = attr_logits[:, sl]
             pred = logits.argmax(1) if head.type == "softmax" else (logits[:, 0] > 0).long()
-            n = int(known.sum())
-            out.append((pred[known] == t[known]).float().mean() if n else torch.tensor(math.nan))
+            hit = (pred[known] == t[known]).float()
+            if not hit.numel():
+                out.append(torch.tensor(math.nan))
+            elif balanced:
+                out.append(torch.stack([hit[t[known] == c].mean() for c in torch.unique(t[known])]).mean())
+            else:
+                out.append(hit.mean())
     return torch.stack([o.float().cpu() for o in out])
