@@ -262,16 +262,19 @@ class AttributeLoss(nn.Module):
             raise ValueError(f"logit_offsets must be {weights.numel()} finite values, got {offsets}")
         self.register_buffer("pos_ratios", ratios)
         self.register_buffer("class_weights", weights)
-        self.register_buffer("logit_offsets", offsets)
+        self.register_buffer("logit_offsets", offsets, persistent=False)  # rebuilt from the data each run
 
     @classmethod
     def from_targets(cls, heads: Sequence[HeadLike], targets: Tensor, balance: str = "deepmar",
                      tau: float = 1.0) -> AttributeLoss:
         """Build the loss from the training targets (N x H, -1 unknown). `balance`: "deepmar" (weights as above),
         "logit_adjust" (offsets `tau * log prior`, no weights) or "none". A head with no known target stays
-        plain. Priors are clamped to [1e-4, 1 - 1e-4] so an unseen class gives a finite offset."""
+        plain; so does a binary head whose targets are all one value under logit adjustment, and an unseen
+        softmax class takes the offset of the rarest seen one (log 0 would make it the likeliest at inference)."""
         if balance not in ("deepmar", "logit_adjust", "none"):
             raise ValueError(f"balance must be 'deepmar', 'logit_adjust' or 'none', got {balance!r}")
+        if not (math.isfinite(tau) and tau >= 0):
+            raise ValueError(f"tau must be a finite number >= 0, got {tau}")
         slices = _head_slices(heads)
         targets = torch.as_tensor(targets)
         if targets.dim() != 2 or targets.shape[1] != len(slices):
@@ -287,15 +290,14 @@ class AttributeLoss(nn.Module):
                 p = (known == 1).float().mean()
                 if balance == "deepmar":
                     ratios[j] = p
-                else:
-                    p = p.clamp(1e-4, 1 - 1e-4)
+                elif 0 < p < 1:
                     offsets[sl] = tau * torch.log(p / (1 - p))
                 continue
             freq = torch.bincount(known, minlength=sl.stop - sl.start).float() / known.numel()
             if balance == "deepmar":
                 class_weights[j] = torch.exp(1.0 - freq)
             else:
-                offsets[sl] = tau * torch.log(freq.clamp(min=1e-4))
+                offsets[sl] = tau * torch.log(freq.clamp(min=float(freq[freq > 0].min())))
         return cls(heads, ratios, class_weights, offsets)
 
     def forward(self, attr_logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -329,7 +331,8 @@ def attribute_accuracy(attr_logits: Tensor, targets: Tensor, heads: Sequence[Hea
                        balanced: bool = False) -> Tensor:
     """Per-head accuracy (H) on the known targets: argmax for softmax heads, logit > 0 for binary heads.
     `balanced`: the mean over the classes present of their recall instead (mA's view: a head that always says
-    "no hat" scores 0.5, not 0.86). A head with no known target gets NaN (the caller, e.g. DTP's update, skips it)."""
+    "no hat" scores 0.5, not the share of people without one). A head with no known target gets NaN (the
+    caller, e.g. DTP's update, skips it)."""
     slices = _head_slices(heads)
     _check_attr_inputs(attr_logits, targets, slices)
     out = []
