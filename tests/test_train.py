@@ -96,8 +96,8 @@ def test_criterion_follows_the_attribute_balance_and_kpi_settings(tmp_path: Path
     generate(tmp_path / "d", identities=12, test_identities=6, cameras=2, images_per_identity=2, progress=False)
     split = load_dataset(tmp_path / "d")
     cfg = load_config(SMOKE)
-    n_attr = sum(1 if h.type == "binary" else len(h.labels) for h in split.schema.heads)
-    out = {"feature": torch.randn(4, 8), "id_logits": torch.randn(4, 6), "attr_logits": torch.full((4, n_attr), -5.0)}
+    out = {"feature": torch.randn(4, 8), "id_logits": torch.randn(4, 6),
+           "attr_logits": torch.full((4, split.schema.num_outputs), -5.0)}
     labels = torch.tensor([0, 0, 1, 1])
     attrs = torch.tensor([r.attrs for r in split.train[:4]])
     hat = [h.name for h in split.schema.heads].index("hat")
