@@ -21,10 +21,11 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.serve-installed
 	$(BIN)/personid serve --host 127.0.0.1 --port 8000
 
+# The checks of .pre-commit-config.yaml: lint, format, types (strict on the contract and the service).
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy personid app
 
-test: $(VENV)/.dev-installed
-	$(BIN)/ruff check .
+test: lint
 	$(BIN)/pytest

@@ -9,12 +9,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from app.manifest import Manifest, check_against_session, check_model_id, load_manifest
+from personid.manifest import Manifest, check_against_session, check_model_id, load_manifest
+from personid.session import CPU, CUDA, open_session
 
 log = logging.getLogger(__name__)
-
-CPU = "CPUExecutionProvider"
-CUDA = "CUDAExecutionProvider"
 
 
 class EngineError(RuntimeError):
@@ -59,12 +57,9 @@ class Engine:
             raise ModelMissing(f"model file {model_path} not found; train and export one (see README)")
         manifest = load_manifest(model_path)
         check_model_id(manifest, model_path.read_bytes(), model_path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
         chosen = choose_providers(providers, ort.get_available_providers())
         try:
-            session = ort.InferenceSession(str(model_path), sess_options=options, providers=chosen)
+            session = open_session(model_path, chosen, threads)
         except Exception as exc:
             raise EngineError(f"onnxruntime cannot load {model_path}: {exc}") from exc
         engine = cls(session, manifest)

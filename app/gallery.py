@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext, suppress
@@ -67,9 +66,9 @@ class InvalidArgument(GalleryError, ValueError):
 class Identity:
     identity_id: str
     name: str | None
-    metadata: dict
+    metadata: dict[str, Any]
     image_ids: list[str]
-    attributes: dict
+    attributes: dict[str, Any]
     created_at: str
     updated_at: str
 
@@ -80,7 +79,7 @@ class Match:
     name: str | None
     score: float
     image_id: str
-    attributes: dict = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def image_point_id(identity_id: str, image_hash: str) -> str:
@@ -93,12 +92,12 @@ def identity_point_id(identity_id: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"identity\x00{identity_id}"))
 
 
-def attribute_tags(attributes: dict) -> list[str]:
+def attribute_tags(attributes: dict[str, Any]) -> list[str]:
     """Flat `head=label` strings of a per-image attribute dict: one keyword index filters every head."""
     return sorted(f"{head}={value['label']}" for head, value in attributes.items())
 
 
-def aggregate_attributes(per_image: list[dict]) -> dict:
+def aggregate_attributes(per_image: list[dict[str, Any]]) -> dict[str, Any]:
     """Identity attributes by score-weighted vote: per head the label with the largest summed score.
 
     The score is that sum divided by the number of images that have the head, so an image that
@@ -118,13 +117,56 @@ def aggregate_attributes(per_image: list[dict]) -> dict:
     return result
 
 
+def image_payload(
+    identity: dict[str, Any], image_hash: str, attributes: dict[str, Any], model_id: str, now: str
+) -> dict[str, Any]:
+    """The payload of an image point: everything a search hit needs to answer alone."""
+    image_id = image_point_id(identity["identity_id"], image_hash)
+    return {
+        "identity_id": identity["identity_id"],
+        "name": identity["name"],
+        "metadata": identity["metadata"],
+        "image_id": image_id,
+        "image_hash": image_hash,
+        "attributes": attributes,
+        "attr_tags": attribute_tags(attributes),
+        "model_id": model_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def identity_payload(
+    identity: dict[str, Any],
+    image_ids: list[str],
+    attributes: dict[str, Any],
+    attr_tags: list[str],
+    model_id: str,
+    now: str,
+) -> dict[str, Any]:
+    """The payload of an identity record point (its vector is the centroid of its images)."""
+    return {
+        "identity_id": identity["identity_id"],
+        "name": identity["name"],
+        "metadata": identity["metadata"],
+        "image_ids": image_ids,
+        "attributes": attributes,
+        "attr_tags": attr_tags,
+        "model_id": model_id,
+        "created_at": identity["created_at"],
+        "updated_at": now,
+    }
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (a zero row stays zero instead of dividing by zero)."""
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    scaled: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return scaled
 
 
 @contextmanager
@@ -229,15 +271,15 @@ class Gallery:
         self,
         identity_id: str | None,
         name: str | None,
-        metadata: dict,
+        metadata: dict[str, Any],
         embeddings: np.ndarray,
         image_hashes: list[str],
-        attributes: list[dict],
+        attributes: list[dict[str, Any]],
     ) -> Identity:
         """Create an identity from its images; the record is written after its points, so it is never partial."""
         vectors = self._check_batch(embeddings, image_hashes, attributes)
         explicit_id = identity_id is not None
-        identity_id = self._check_identity_id(identity_id) if explicit_id else str(uuid.uuid4())
+        identity_id = str(uuid.uuid4()) if identity_id is None else self._check_identity_id(identity_id)
         now = _now()
         with self._write_lock, _translated():
             if self._record(identity_id) is not None:
@@ -248,11 +290,11 @@ class Gallery:
                 self._delete_points_of(identity_id)
             identity = {"identity_id": identity_id, "name": name, "metadata": metadata or {}, "created_at": now}
             points = self._image_points(identity, vectors, image_hashes, attributes, now)
-            image_ids = list(dict.fromkeys(point.id for point in points))
+            image_ids = list(dict.fromkeys(str(point.id) for point in points))
             return self._write_points_then_record(identity, points, image_ids, now)
 
     def add_images(
-        self, identity_id: str, embeddings: np.ndarray, image_hashes: list[str], attributes: list[dict]
+        self, identity_id: str, embeddings: np.ndarray, image_hashes: list[str], attributes: list[dict[str, Any]]
     ) -> list[str]:
         """Add images to an identity; an image already there (same hash) is not added twice."""
         vectors = self._check_batch(embeddings, image_hashes, attributes)
@@ -261,14 +303,14 @@ class Gallery:
             if record is None:
                 raise IdentityNotFound(f"Identity {identity_id!r} not found.")
             now = _now()
-            identity = record.payload
+            identity = _payload(record)
             points = self._image_points(identity, vectors, image_hashes, attributes, now)
             known = set(identity["image_ids"])
             new_points = [point for point in points if point.id not in known]
             if new_points:
-                image_ids = list(dict.fromkeys([*identity["image_ids"], *(point.id for point in new_points)]))
+                image_ids = list(dict.fromkeys([*identity["image_ids"], *(str(point.id) for point in new_points)]))
                 self._write_points_then_record(identity, new_points, image_ids, now)
-            return [point.id for point in points]
+            return [str(point.id) for point in points]
 
     def delete(self, identity_id: str) -> None:
         """Remove an identity and every vector of it (the record first, so it vanishes from lists at once)."""
@@ -287,9 +329,9 @@ class Gallery:
             record = self._record(identity_id)
         if record is None:
             raise IdentityNotFound(f"Identity {identity_id!r} not found.")
-        return _identity(record.payload)
+        return _identity(_payload(record))
 
-    def list(self, limit: int, offset: str | None = None) -> tuple[list[Identity], str | None]:
+    def list_identities(self, limit: int, offset: str | None = None) -> tuple[list[Identity], str | None]:
         """A page of identities in a stable order (by record id) and the cursor of the next page, None at the end."""
         if limit < 1:
             raise InvalidArgument("limit must be at least 1.")
@@ -304,9 +346,9 @@ class Gallery:
             records, next_offset = self._client.scroll(
                 self._identities, limit=limit, offset=offset, with_payload=True, with_vectors=False
             )
-        return [_identity(record.payload) for record in records], None if next_offset is None else str(next_offset)
+        return [_identity(_payload(record)) for record in records], None if next_offset is None else str(next_offset)
 
-    def count(self) -> dict:
+    def count(self) -> dict[str, int]:
         with self._read_lock, _translated():
             identities = self._client.count(self._identities, exact=True).count
             images = self._client.count(self._images, exact=True).count
@@ -334,7 +376,7 @@ class Gallery:
             raise InvalidArgument(f"The query embedding must be {self._dim} finite numbers, got shape {query.shape}.")
         if top_k < 1:
             raise InvalidArgument("top_k must be at least 1.")
-        query = _unit(query)
+        query = unit(query)
         query_filter = _attribute_filter(attribute_filter)
         with self._read_lock, _translated():
             if self.search_mode == "groups":
@@ -357,18 +399,19 @@ class Gallery:
             with_payload=["identity_id", "image_id"],
         ).groups
         hits = [group.hits[0] for group in groups]
-        ids = [identity_point_id(hit.payload["identity_id"]) for hit in hits]
-        records = {record.id: record.payload for record in self._client.retrieve(self._identities, ids)}
+        payloads = [_payload(hit) for hit in hits]
+        ids = [identity_point_id(payload["identity_id"]) for payload in payloads]
+        records = {record.id: _payload(record) for record in self._client.retrieve(self._identities, ids)}
         # an identity being deleted (record gone, points going) is not a match
         return [
             Match(
-                identity_id=hit.payload["identity_id"],
+                identity_id=payload["identity_id"],
                 name=records[pid]["name"],
                 score=float(hit.score),
-                image_id=hit.payload["image_id"],
+                image_id=payload["image_id"],
                 attributes=records[pid]["attributes"],
             )
-            for hit, pid in zip(hits, ids, strict=True)
+            for hit, payload, pid in zip(hits, payloads, ids, strict=True)
             if pid in records
         ]
 
@@ -383,21 +426,22 @@ class Gallery:
             query_filter=query_filter,
             with_payload=True,
         ).points
-        image_ids = [image_id for hit in hits for image_id in hit.payload["image_ids"]]
+        image_ids = [image_id for hit in hits for image_id in _payload(hit)["image_ids"]]
         images = self._client.retrieve(self._images, image_ids, with_payload=False, with_vectors=True)
-        image_scores = {str(point.id): float(np.dot(_unit(np.asarray(point.vector)), query)) for point in images}
+        image_scores = {str(point.id): float(np.dot(unit(np.asarray(point.vector)), query)) for point in images}
         matches = []
         for hit in hits:
-            scored = [(image_scores[i], i) for i in hit.payload["image_ids"] if i in image_scores]
+            payload = _payload(hit)
+            scored = [(image_scores[i], i) for i in payload["image_ids"] if i in image_scores]
             if not scored:
                 continue
             matches.append(
                 Match(
-                    identity_id=hit.payload["identity_id"],
-                    name=hit.payload["name"],
+                    identity_id=payload["identity_id"],
+                    name=payload["name"],
                     score=float(hit.score),
                     image_id=max(scored)[1],
-                    attributes=hit.payload["attributes"],
+                    attributes=payload["attributes"],
                 )
             )
         return matches
@@ -410,30 +454,24 @@ class Gallery:
         self._client.delete(self._images, models.FilterSelector(filter=_identity_filter(identity_id)), wait=True)
 
     def _image_points(
-        self, identity: dict, vectors: np.ndarray, image_hashes: list[str], attributes: list[dict], now: str
+        self,
+        identity: dict[str, Any],
+        vectors: np.ndarray,
+        image_hashes: list[str],
+        attributes: list[dict[str, Any]],
+        now: str,
     ) -> list[models.PointStruct]:
         return [
             models.PointStruct(
                 id=image_point_id(identity["identity_id"], image_hash),
                 vector=vector.tolist(),
-                payload={
-                    "identity_id": identity["identity_id"],
-                    "name": identity["name"],
-                    "metadata": identity["metadata"],
-                    "image_id": image_point_id(identity["identity_id"], image_hash),
-                    "image_hash": image_hash,
-                    "attributes": image_attributes,
-                    "attr_tags": attribute_tags(image_attributes),
-                    "model_id": self._model_id,
-                    "created_at": now,
-                    "updated_at": now,
-                },
+                payload=image_payload(identity, image_hash, image_attributes, self._model_id, now),
             )
             for vector, image_hash, image_attributes in zip(vectors, image_hashes, attributes, strict=True)
         ]
 
     def _write_points_then_record(
-        self, identity: dict, points: list[models.PointStruct], image_ids: list[str], now: str
+        self, identity: dict[str, Any], points: list[models.PointStruct], image_ids: list[str], now: str
     ) -> Identity:
         """Points first, record last; if that fails the new points are taken back, so no image is left unlisted."""
         try:
@@ -453,7 +491,7 @@ class Gallery:
                 self._images, limit=10_000, offset=offset, with_payload=["identity_id"], with_vectors=False
             )
             for record in records:
-                owners.setdefault(record.payload["identity_id"], []).append(str(record.id))
+                owners.setdefault(_payload(record)["identity_id"], []).append(str(record.id))
             if offset is None:
                 break
         listed: set[str] = set()
@@ -461,38 +499,33 @@ class Gallery:
         for start in range(0, len(identity_ids), 1000):
             batch = [identity_point_id(identity_id) for identity_id in identity_ids[start : start + 1000]]
             for record in self._client.retrieve(self._identities, batch, with_payload=["image_ids"]):
-                listed.update(record.payload["image_ids"])
-        stray = [point_id for point_ids in owners.values() for point_id in point_ids if point_id not in listed]
+                listed.update(_payload(record)["image_ids"])
+        stray: list[models.ExtendedPointId] = [
+            point_id for point_ids in owners.values() for point_id in point_ids if point_id not in listed
+        ]
         if stray:
             self._client.delete(self._images, models.PointIdsList(points=stray), wait=True)
         return len(stray)
 
-    def _write_record(self, identity: dict, image_ids: list[str], now: str) -> Identity:
+    def _write_record(self, identity: dict[str, Any], image_ids: list[str], now: str) -> Identity:
         """Write the identity record from its stored points: the centroid and attributes follow the images."""
         points = self._client.retrieve(
             self._images, image_ids, with_payload=["attributes", "attr_tags"], with_vectors=True
         )
         vectors = np.asarray([point.vector for point in points], dtype=np.float32)
-        centroid = _unit(_unit(vectors).mean(axis=0))
-        per_image = [point.payload["attributes"] for point in points]
-        payload = {
-            "identity_id": identity["identity_id"],
-            "name": identity["name"],
-            "metadata": identity["metadata"],
-            "image_ids": image_ids,
-            "attributes": aggregate_attributes(per_image),
-            "attr_tags": sorted({tag for point in points for tag in point.payload["attr_tags"]}),
-            "model_id": self._model_id,
-            "created_at": identity["created_at"],
-            "updated_at": now,
-        }
+        centroid = unit(unit(vectors).mean(axis=0))
+        per_image = [_payload(point)["attributes"] for point in points]
+        tags = sorted({tag for point in points for tag in _payload(point)["attr_tags"]})
+        payload = identity_payload(identity, image_ids, aggregate_attributes(per_image), tags, self._model_id, now)
         record = models.PointStruct(
             id=identity_point_id(identity["identity_id"]), vector=centroid.tolist(), payload=payload
         )
         self._client.upsert(self._identities, [record], wait=True)
         return _identity(payload)
 
-    def _check_batch(self, embeddings: np.ndarray, image_hashes: list[str], attributes: list[dict]) -> np.ndarray:
+    def _check_batch(
+        self, embeddings: np.ndarray, image_hashes: list[str], attributes: list[dict[str, Any]]
+    ) -> np.ndarray:
         vectors = np.asarray(embeddings, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self._dim or len(vectors) == 0:
             raise InvalidArgument(f"Embeddings must be N x {self._dim} with N >= 1, got shape {vectors.shape}.")
@@ -546,6 +579,12 @@ class Gallery:
         )
 
 
+def _payload(point: models.Record | models.ScoredPoint) -> dict[str, Any]:
+    """A point's payload: every point the gallery writes has one, though Qdrant's types allow none."""
+    assert point.payload is not None, f"point {point.id} has no payload"
+    return point.payload
+
+
 def _identity(payload: dict[str, Any]) -> Identity:
     return Identity(
         identity_id=payload["identity_id"],
@@ -566,7 +605,7 @@ def _attribute_filter(attribute_filter: dict[str, str] | None) -> models.Filter 
     """`{"gender": "female"}` -> every condition on the stored `head=label` tags must hold."""
     if not attribute_filter:
         return None
-    conditions = []
+    conditions: list[models.Condition] = []
     for head, label in attribute_filter.items():
         if not isinstance(head, str) or not _FILTER_KEY.match(head) or not isinstance(label, str) or "=" in label:
             raise InvalidArgument(
@@ -575,120 +614,3 @@ def _attribute_filter(attribute_filter: dict[str, str] | None) -> models.Filter 
             )
         conditions.append(models.FieldCondition(key="attr_tags", match=models.MatchValue(value=f"{head}={label}")))
     return models.Filter(must=conditions)
-
-
-# ---- measurements (not tests): `python -m app.gallery` -------------------------------------------------------
-
-
-def synthetic_clusters(
-    identities: int,
-    images: int,
-    queries: int,
-    dim: int,
-    noise: float,
-    views: int = 1,
-    view_spread: float = 0.0,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gallery (identities x images x dim) and queries (identities x queries x dim) as noisy unit vectors.
-
-    Each identity has `views` view centres around its centre (a person seen from front and back); every image
-    and query is a view centre plus isotropic noise of norm about `noise`.
-    """
-    rng = np.random.default_rng(seed)
-    centres = _unit(rng.normal(size=(identities, 1, dim)))
-    view_centres = _unit(centres + view_spread * _unit(rng.normal(size=(identities, views, dim))))
-
-    def draw(count: int) -> np.ndarray:
-        picked = np.take_along_axis(view_centres, rng.integers(0, views, size=(identities, count, 1)), axis=1)
-        return _unit(picked + noise * rng.normal(size=(identities, count, dim)) / np.sqrt(dim)).astype(np.float32)
-
-    return draw(images), draw(queries)
-
-
-def _temporary_gallery(folder: str, dim: int) -> Gallery:
-    from app.settings import Settings
-
-    return Gallery.open(Settings(qdrant_path=folder, collection="bench"), dim=dim, model_id="bench")
-
-
-def _fill(gallery: Gallery, vectors: np.ndarray) -> float:
-    """Enroll every identity of `vectors`; returns images enrolled per second."""
-    start = time.perf_counter()
-    for index, images in enumerate(vectors):
-        hashes = [f"{index}-{j}" for j in range(len(images))]
-        gallery.enroll(f"id{index}", None, {}, images, hashes, [{} for _ in hashes])
-    return vectors.shape[0] * vectors.shape[1] / (time.perf_counter() - start)
-
-
-def _run_queries(gallery: Gallery, queries: np.ndarray) -> tuple[float, float, float]:
-    """Top-1 identity accuracy, p50 and p95 search latency (ms)."""
-    correct, latencies = 0, []
-    for index, per_identity in enumerate(queries):
-        for query in per_identity:
-            start = time.perf_counter()
-            matches = gallery.search(query, top_k=5)
-            latencies.append((time.perf_counter() - start) * 1000)
-            correct += bool(matches) and matches[0].identity_id == f"id{index}"
-    p50, p95 = np.percentile(latencies, [50, 95])
-    return correct / len(latencies), float(p50), float(p95)
-
-
-def compare_search_modes(
-    identities: int = 500,
-    images: int = 4,
-    queries: int = 2,
-    dim: int = 128,
-    cases: tuple[tuple[str, float, int, float], ...] = (
-        ("one view, noise 1.0", 1.0, 1, 0.0),
-        ("one view, noise 1.5", 1.5, 1, 0.0),
-        ("two views, noise 1.0", 1.0, 2, 1.0),
-        ("two views, noise 1.5", 1.5, 2, 1.0),
-    ),
-) -> list[dict]:
-    """Top-1 identity accuracy and latency of `groups` vs `centroid` search on the same synthetic gallery."""
-    import tempfile
-
-    rows = []
-    for label, noise, views, spread in cases:
-        gallery_vectors, query_vectors = synthetic_clusters(identities, images, queries, dim, noise, views, spread)
-        with tempfile.TemporaryDirectory() as folder:
-            gallery = _temporary_gallery(folder, dim)
-            _fill(gallery, gallery_vectors)
-            for mode in ("groups", "centroid"):
-                gallery.search_mode = mode
-                accuracy, p50, p95 = _run_queries(gallery, query_vectors)
-                rows.append({"case": label, "mode": mode, "top1": accuracy, "p50_ms": p50, "p95_ms": p95})
-                print(f"{label:24s} {mode:9s} top-1 {accuracy:.3f}  p50 {p50:7.2f} ms  p95 {p95:7.2f} ms", flush=True)
-            gallery.close()
-    return rows
-
-
-def bench_search(
-    sizes: tuple[int, ...] = (1000, 10000, 50000), images: int = 4, dim: int = 512, queries: int = 50
-) -> list[dict]:
-    """Enroll rate and search p50/p95 of both modes against gallery size (image points), embedded mode."""
-    import tempfile
-
-    rows = []
-    for size in sizes:
-        gallery_vectors, query_vectors = synthetic_clusters(size // images, images, 1, dim, noise=1.0, seed=size)
-        with tempfile.TemporaryDirectory() as folder:
-            gallery = _temporary_gallery(folder, dim)
-            rate = _fill(gallery, gallery_vectors)
-            sample = query_vectors[:queries]
-            for mode in ("groups", "centroid"):
-                gallery.search_mode = mode
-                _, p50, p95 = _run_queries(gallery, sample)
-                rows.append({"points": size, "mode": mode, "enroll_images_per_s": rate, "p50_ms": p50, "p95_ms": p95})
-                print(
-                    f"{size:6d} points  enroll {rate:7.1f} images/s  {mode:9s} p50 {p50:8.2f} ms  p95 {p95:8.2f} ms",
-                    flush=True,
-                )
-            gallery.close()
-    return rows
-
-
-if __name__ == "__main__":
-    compare_search_modes()
-    bench_search()

@@ -1,106 +1,29 @@
-"""`create_app(settings)`: the FastAPI app, and the `Runtime` its lifespan loads (model, batcher, gallery).
+"""`create_app(settings)`: the FastAPI app, its lifespan (loads the `Runtime`) and its middleware.
 
-Start-up policy: no model file yet -> the app starts, /readyz says why it is not ready and model endpoints answer
-503 (a fresh checkout or a volume still being filled must not crash-loop). A model that cannot be served as
-described (manifest and graph disagree, a gallery made by another model) -> refuse to start with the reason:
-serving it would give wrong answers. A Qdrant server that is not up yet -> start, 503, retry on later requests.
+The start-up policy (what refuses to start, what starts and answers 503) is `app.runtime`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
-import numpy as np
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import problems, routes
-from app.batching import MicroBatcher
-from app.engine import Engine, ModelMissing
-from app.gallery import Gallery, GalleryUnavailable
+from app import problems
 from app.metrics import Metrics, MetricsMiddleware
 from app.preprocess import configure_pillow
 from app.problems import Problem, problem_response
+from app.routes import router
+from app.runtime import Runtime
 from app.settings import Settings
-
-log = logging.getLogger("personid")
 
 # Room for multipart headers and the text fields (name, metadata, filter) around the image bytes.
 FORM_OVERHEAD_BYTES = 64 * 1024
-GALLERY_RETRY_S = 5.0
-
-
-@dataclass
-class Runtime:
-    """What the lifespan loads; routes reach it as `request.app.state.runtime`."""
-
-    settings: Settings
-    metrics: Metrics
-    engine: Engine | None = None
-    batcher: MicroBatcher | None = None
-    gallery: Gallery | None = None
-    model_problem: str | None = None
-    gallery_problem: str | None = None
-    _gallery_tried: float = 0.0
-    _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @classmethod
-    def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
-        """Load the model and open the gallery; raises (refusing to start) only for what a restart cannot fix."""
-        runtime = cls(settings, metrics)
-        try:
-            runtime.engine = Engine.load(settings.model_path, settings.providers, settings.threads)
-        except ModelMissing as exc:
-            runtime.model_problem = str(exc)
-            log.warning("not ready: %s", exc)
-            return runtime
-        engine = runtime.engine
-        runtime.batcher = MicroBatcher(
-            engine.embed_and_attributes,
-            max_batch_size=settings.max_batch_size,
-            max_wait_ms=settings.max_wait_ms,
-            enabled=settings.batching,
-            on_batch=metrics.observe_batch,
-        )
-        runtime.open_gallery()
-        return runtime
-
-    def open_gallery(self) -> Gallery | None:
-        """Open the gallery if it is not open; a server that is down is retried at most every few seconds."""
-        if self.gallery is not None or self.engine is None:
-            return self.gallery
-        with self._gallery_lock:
-            if self.gallery is None and time.monotonic() - self._gallery_tried >= GALLERY_RETRY_S:
-                self._gallery_tried = time.monotonic()
-                dim = self.engine.manifest.outputs.embedding.dim
-                try:
-                    self.gallery = Gallery.open(self.settings, dim=dim, model_id=self.engine.model_id)
-                    self.gallery_problem = None
-                    log.info("gallery open: %s", self.settings.qdrant_url or self.settings.qdrant_path)
-                except GalleryUnavailable as exc:
-                    self.gallery_problem = str(exc)
-                    log.warning("gallery not ready: %s", exc)
-        return self.gallery
-
-    async def infer(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Embeddings and attribute probabilities of preprocessed rows, through the micro-batcher."""
-        assert self.batcher is not None
-        embedding, attributes = await self.batcher.submit(rows)
-        return embedding, attributes
-
-    async def close(self) -> None:
-        if self.batcher is not None:
-            await self.batcher.close()
-        if self.gallery is not None:
-            self.gallery.close()
 
 
 def body_limit(settings: Settings, method: str, path: str) -> int:
@@ -178,5 +101,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    app.include_router(routes.router)
+    app.include_router(router)
     return app

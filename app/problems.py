@@ -7,6 +7,7 @@ specific message; validation problems add `errors`: one `{field, message}` per o
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:personid:problem:"
+
+# How the endpoints declare their problems in the OpenAPI document (`responses=`).
+PROBLEM = {"content": {MEDIA_TYPE: {}}, "description": "RFC 9457 problem details"}
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {422: PROBLEM, 503: PROBLEM}
+IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {**COMMON_ERRORS, 413: PROBLEM, 415: PROBLEM}
 
 
 class Problem(StarletteHTTPException):
@@ -53,9 +59,10 @@ def problem_response(
     detail: str,
     *,
     errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
+    """The one way every error is written, so clients parse a single shape whatever failed."""
     body: dict[str, Any] = {
         "type": TYPE_PREFIX + kind if kind else "about:blank",
         "title": HTTPStatus(status).phrase,

@@ -1,4 +1,4 @@
-"""Response bodies of the v1 API (requests with images are multipart forms, declared in `app/routes.py`)."""
+"""Response bodies of the v1 API (requests with images are multipart forms, declared in `app/routes/`)."""
 
 from __future__ import annotations
 

@@ -11,12 +11,12 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("app.cli", "run the HTTP service (ONNX Runtime + Qdrant)"),
-    "synth": ("training.synth", "generate a synthetic Market-1501-format pedestrian dataset"),
-    "data": ("training.stats", "dataset tools: `personid data stats DIR`"),
+    "synth": ("synth.cli", "generate a synthetic Market-1501-format pedestrian dataset"),
+    "data": ("training.data.stats", "dataset tools: `personid data stats DIR`"),
     "train": ("training.train", "train the multi-task model from a YAML config"),
-    "eval": ("training.evaluate", "evaluate a checkpoint or an ONNX model (JSON on stdout)"),
-    "export": ("training.export", "export a checkpoint to ONNX with its manifest"),
-    "bench": ("training.bench", "benchmark model, service and gallery"),
+    "eval": ("training.evaluation.evaluate", "evaluate a checkpoint or an ONNX model (JSON on stdout)"),
+    "export": ("training.export.exporter", "export a checkpoint to ONNX with its manifest"),
+    "bench": ("bench.cli", "benchmark model, service and gallery"),
 }
 
 

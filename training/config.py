@@ -30,7 +30,7 @@ class DataConfig:
     random_erasing: float = 0.5
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
-    # Keyword arguments of training.synth.generate, used when `path` does not exist yet.
+    # Keyword arguments of synth.generate, used when `path` does not exist yet.
     synthesize: dict[str, Any] | None = None
 
 

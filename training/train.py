@@ -1,7 +1,7 @@
 """`personid train`: train the multi-task model from a YAML config (flags and `--set key=value` override it).
 
 If `data.path` does not exist and the config has `data.synthesize: {...}`, the synthetic set is generated
-first (training.synth), so one command trains the default model from scratch.
+first (synth), so one command trains the default model from scratch.
 Multi-GPU: `torchrun --nproc_per_node N -m personid.cli train ...` (or `python -m torch.distributed.run`).
 """
 
@@ -57,7 +57,7 @@ def ensure_data(cfg: TrainConfig) -> None:
         raise FileNotFoundError(f"dataset {path} does not exist (and the config has no data.synthesize block)")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise FileNotFoundError(f"dataset {path} does not exist: generate it before a multi-process run")
-    from training import synth
+    import synth
 
     print(f"personid train: {path} missing, generating it with {cfg.data.synthesize}", file=sys.stderr)
     synth.generate(path, **cfg.data.synthesize)

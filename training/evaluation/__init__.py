@@ -1,0 +1,1 @@
+"""Evaluation: re-id (CMC, mAP, mINP, centroids) and attribute metrics; `personid eval`."""
