@@ -22,6 +22,8 @@ from app.settings import Settings
 
 log = logging.getLogger("personid")
 ENV_PREFIX = "PERSONID_"
+# An idle keep-alive connection is closed after this long (uvicorn's default, set here so that it is a decision).
+KEEP_ALIVE_S = 5
 
 
 def _is_list(annotation: Any) -> bool:
@@ -100,5 +102,7 @@ def main(argv: list[str]) -> int:
         port=settings.port,
         workers=workers,
         log_level=settings.log_level,
+        limit_concurrency=settings.max_connections,  # per worker: more connections get 503 at once
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0

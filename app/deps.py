@@ -1,14 +1,18 @@
 """What the endpoints depend on, as `Annotated` types (the FastAPI full-stack template's `deps.py` style).
 
 An endpoint names `EngineDep`, `GalleryDep`, `RuntimeDep` or `SettingsDep` as a parameter type and gets it, or its
-request is answered before the endpoint runs: 401 for a missing or wrong API key, 503 while the model or the
-gallery is not ready. Every dependency is async: none blocks, so none is worth a worker-thread hop.
+request is answered before the endpoint runs: 503 while the model or the gallery is not ready. Every dependency
+is async: none blocks, so none is worth a worker-thread hop.
+
+The key dependencies (`require_write_key`, `require_read_key`) declare the endpoint's security in OpenAPI and
+check the key again; the check that counts runs before the body is read, in `app.limits.ApiKeyMiddleware`, on
+the operations whose OpenAPI security they declare.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -20,7 +24,22 @@ from app.problems import Problem
 from app.runtime import Runtime
 from app.settings import Settings
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Required when API keys are set.")
+# Reads need a key only with `protect_reads`, which one OpenAPI document cannot say for every deployment: reads
+# declare the key optional (`{}` is the no-security alternative, added to the key FastAPI declares), writes require it.
+OPTIONAL_KEY: dict[str, Any] = {"security": [{}]}
+
+# Text fields that carry JSON, as JSON Schema says so (what their JSON may hold beyond this the code checks).
+JSON_OBJECT: dict[str, Any] = {"contentMediaType": "application/json", "contentSchema": {"type": "object"}}
+JSON_LABELS: dict[str, Any] = {
+    "contentMediaType": "application/json",
+    "contentSchema": {"type": "object", "additionalProperties": {"type": "string"}},
+}
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="Needed for writes when API keys are set, and for reads too with PERSONID_PROTECT_READS.",
+)
 ApiKeyDep = Annotated[str | None, Depends(api_key_header)]
 
 
@@ -40,8 +59,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def _check_key(settings: Settings, given: str | None) -> None:
-    """Compare against every key (no early exit), so timing does not tell which prefix matched."""
+def check_key(settings: Settings, given: str | None) -> None:
+    """401 unless `given` is one of the keys (or none are set). Compares against every key with no early exit,
+    so timing does not tell which prefix matched."""
     if not settings.api_keys:
         return
     supplied = (given or "").encode()
@@ -53,13 +73,13 @@ def _check_key(settings: Settings, given: str | None) -> None:
 
 async def require_write_key(settings: SettingsDep, key: ApiKeyDep) -> None:
     """Writes always need a key when keys are set."""
-    _check_key(settings, key)
+    check_key(settings, key)
 
 
 async def require_read_key(settings: SettingsDep, key: ApiKeyDep) -> None:
     """Reads need one only with `protect_reads`: by default anyone who reaches the service may query it."""
     if settings.protect_reads:
-        _check_key(settings, key)
+        check_key(settings, key)
 
 
 async def get_engine(runtime: RuntimeDep) -> Engine:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from personid.manifest import Manifest, check_against_session, check_model_id, load_manifest
+from personid.manifest import Manifest, check_against_session, check_model_id, legacy_model_id, load_manifest
 from personid.session import CPU, CUDA, open_session
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,11 @@ def choose_providers(requested: list[str], available: list[str]) -> list[str]:
 class Engine:
     """Runs the exported graph; the manifest (already checked against the graph here) says how to read it."""
 
-    def __init__(self, session: Any, manifest: Manifest) -> None:
+    def __init__(self, session: Any, manifest: Manifest, legacy_id: str | None = None) -> None:
         check_against_session(manifest, session)
         self.session = session
         self.manifest = manifest
+        self.legacy_id = legacy_id  # this model's id before the manifest joined it: galleries stamped so adopt it
         self._outputs = [manifest.outputs.embedding.name, manifest.outputs.attributes.name]
         self._heads = manifest.outputs.attributes.heads
 
@@ -56,13 +57,14 @@ class Engine:
         if not model_path.is_file():
             raise ModelMissing(f"model file {model_path} not found; train and export one (see README)")
         manifest = load_manifest(model_path)
-        check_model_id(manifest, model_path.read_bytes(), model_path)
+        onnx_bytes = model_path.read_bytes()
+        check_model_id(manifest, onnx_bytes, model_path)
         chosen = choose_providers(providers, ort.get_available_providers())
         try:
             session = open_session(model_path, chosen, threads)
         except Exception as exc:
             raise EngineError(f"onnxruntime cannot load {model_path}: {exc}") from exc
-        engine = cls(session, manifest)
+        engine = cls(session, manifest, legacy_model_id(onnx_bytes))
         log.info("model %s (%s) loaded with providers %s", manifest.name, manifest.model_id, engine.providers)
         return engine
 

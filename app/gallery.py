@@ -1,17 +1,22 @@
 """The identity gallery on Qdrant: enroll, add images, get/list/delete identities, search by embedding.
 
 Two collections (see docs/gallery.md for why):
-- `<collection>`: one point per enrolled image (vector = the image embedding), payload carries everything
-  needed to answer a search hit alone: identity_id, name, metadata, image_id, attributes, attr_tags, model_id.
+- `<collection>`: one point per enrolled image (vector = the image embedding), payload: identity_id, name,
+  image_id, attributes, attr_tags, model_id. Not the metadata: it is stored once, on the record.
 - `<collection>_identities`: one point per identity (vector = its centroid, the normalised mean of its image
   embeddings), the identity record: name, metadata, image_ids, aggregated attributes, timestamps.
   It makes get/list/count exact and cheap, and is the index of centroid search.
 Both collections record the model id and dimension in their metadata, so embeddings of another model are
-never mixed in.
+never mixed in. Metadata is stored only when it can be returned as strict JSON (`strict_json`); a record
+written otherwise by an older version is answered with `{}` and a warning in the log.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import math
 import re
 import threading
 import uuid
@@ -29,10 +34,16 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 if TYPE_CHECKING:
     from app.settings import Settings
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 # Fixed namespace of the deterministic point ids: a retried write lands on the same points.
 POINT_NAMESPACE = uuid.UUID("6f1c2b1e-5d0a-4c59-9a43-6f0f2f3d8b7e")
 MAX_IDENTITY_ID_LENGTH = 256
+# Deepest metadata the gallery stores whatever the settings allow: far below what the JSON encoders of the
+# responses recurse to (pydantic gives up near 256 levels), so a stored record can always be answered.
+MAX_STORED_DEPTH = 64
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_]+$")
 
 SearchMode = Literal["groups", "centroid"]
@@ -44,6 +55,10 @@ class GalleryError(Exception):
 
 class IdentityNotFound(GalleryError):
     """No identity with that id (HTTP 404)."""
+
+
+class ImageNotFound(GalleryError):
+    """No image (or no thumbnail of it) with that id in that identity (HTTP 404)."""
 
 
 class IdentityExists(GalleryError):
@@ -82,6 +97,51 @@ class Match:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+def strict_json(value: Any, max_depth: int = MAX_STORED_DEPTH) -> bytes:
+    """`value` as compact UTF-8 JSON (RFC 8259: no NaN or Infinity, valid Unicode), or a ValueError saying why
+    it cannot be stored and returned as JSON.
+
+    The nesting (at most `max_depth` and `MAX_STORED_DEPTH` levels) is measured without recursing, so a value
+    thousands of levels deep is refused, not a crash; integers must fit 64 bits (Qdrant's integer payload);
+    object keys must be strings.
+    """
+    max_depth = min(max_depth, MAX_STORED_DEPTH)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > max_depth:
+                raise ValueError(f"nests deeper than {max_depth} levels")
+            if isinstance(node, dict):
+                if not all(isinstance(key, str) for key in node):
+                    raise ValueError("has an object key that is not a string")
+                node = list(node.values())
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValueError("holds NaN or Infinity, which JSON cannot carry")
+        elif isinstance(node, int) and not isinstance(node, bool) and not INT64_MIN <= node <= INT64_MAX:
+            raise ValueError("holds an integer outside the signed 64-bit range")
+        elif not isinstance(node, str | int | float | None):
+            raise ValueError(f"holds a {type(node).__name__}, which is not JSON")
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"holds text that is not valid Unicode ({error.reason}: {error.object[error.start : error.end]!a})"
+        ) from error
+
+
+def check_metadata(metadata: Any, max_bytes: int | None = None, max_depth: int = MAX_STORED_DEPTH) -> dict[str, Any]:
+    """`metadata`, or a ValueError unless it is an object the gallery can store and return: strict JSON
+    (`strict_json`), at most `max_depth` (and `MAX_STORED_DEPTH`) levels and `max_bytes` as compact UTF-8 JSON."""
+    if not isinstance(metadata, dict):
+        raise ValueError(f"must be a JSON object, got {type(metadata).__name__}")
+    size = len(strict_json(metadata, max_depth))
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(f"is {size} bytes as compact UTF-8 JSON; at most {max_bytes} are stored")
+    return metadata
+
+
 def image_point_id(identity_id: str, image_hash: str) -> str:
     """The id of an image's point: the same image added twice to one identity is one point."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"image\x00{identity_id}\x00{image_hash}"))
@@ -118,14 +178,20 @@ def aggregate_attributes(per_image: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def image_payload(
-    identity: dict[str, Any], image_hash: str, attributes: dict[str, Any], model_id: str, now: str
+    identity: dict[str, Any],
+    image_hash: str,
+    attributes: dict[str, Any],
+    model_id: str,
+    now: str,
+    thumbnail: bytes | None = None,
 ) -> dict[str, Any]:
-    """The payload of an image point: everything a search hit needs to answer alone."""
+    """The payload of an image point: what a search by images needs (the metadata stays on the record alone), and
+    the image's small JPEG thumbnail (base64) when thumbnails are kept; no search ever asks for that field."""
     image_id = image_point_id(identity["identity_id"], image_hash)
+    extra = {} if thumbnail is None else {"thumbnail": base64.b64encode(thumbnail).decode("ascii")}
     return {
         "identity_id": identity["identity_id"],
         "name": identity["name"],
-        "metadata": identity["metadata"],
         "image_id": image_id,
         "image_hash": image_hash,
         "attributes": attributes,
@@ -133,6 +199,7 @@ def image_payload(
         "model_id": model_id,
         "created_at": now,
         "updated_at": now,
+        **extra,
     }
 
 
@@ -203,6 +270,8 @@ class Gallery:
         server_mode: bool,
         search_mode: SearchMode = "centroid",
         location: str = "",
+        max_metadata_bytes: int | None = None,
+        max_metadata_depth: int = MAX_STORED_DEPTH,
     ) -> None:
         self._client = client
         self._images = collection
@@ -211,13 +280,19 @@ class Gallery:
         self._model_id = model_id
         self._server_mode = server_mode
         self._location = location
+        self._max_metadata_bytes = max_metadata_bytes
+        self._max_metadata_depth = max_metadata_depth
         self.search_mode: SearchMode = search_mode
         self._write_lock = threading.RLock()
         self._read_lock = nullcontext() if server_mode else self._write_lock
 
     @classmethod
-    def open(cls, settings: Settings, dim: int, model_id: str) -> Gallery:
-        """Connect (server when `qdrant_url` is set, else embedded on disk) and create or check the collections."""
+    def open(cls, settings: Settings, dim: int, model_id: str, adopt: str | None = None) -> Gallery:
+        """Connect (server when `qdrant_url` is set, else embedded on disk) and create or check the collections.
+
+        `adopt`: an older id of the same model (the ONNX-bytes-only id of personid before the manifest joined it);
+        collections stamped with it are re-stamped with `model_id` instead of refused, so an upgrade keeps them.
+        """
         search_mode: SearchMode = settings.search_mode
         if settings.qdrant_url:
             api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
@@ -241,9 +316,19 @@ class Gallery:
                     "one process: run one worker, stop the other process, or use a Qdrant server with "
                     "PERSONID_QDRANT_URL)."
                 ) from error
-        gallery = cls(client, settings.collection, dim, model_id, bool(settings.qdrant_url), search_mode, location)
+        gallery = cls(
+            client,
+            settings.collection,
+            dim,
+            model_id,
+            bool(settings.qdrant_url),
+            search_mode,
+            location,
+            max_metadata_bytes=settings.max_metadata_bytes,
+            max_metadata_depth=settings.max_json_depth,
+        )
         try:
-            gallery._ensure_collections()
+            gallery._ensure_collections(adopt)
         except BaseException:
             client.close()
             raise
@@ -275,11 +360,16 @@ class Gallery:
         embeddings: np.ndarray,
         image_hashes: list[str],
         attributes: list[dict[str, Any]],
+        thumbnails: list[bytes] | None = None,
     ) -> Identity:
-        """Create an identity from its images; the record is written after its points, so it is never partial."""
+        """Create an identity from its images; the record is written after its points, so it is never partial.
+
+        Everything is checked before the first write, so a refused enroll stores nothing.
+        """
         vectors = self._check_batch(embeddings, image_hashes, attributes)
         explicit_id = identity_id is not None
         identity_id = str(uuid.uuid4()) if identity_id is None else self._check_identity_id(identity_id)
+        self._check_text_fields(name, metadata or {})
         now = _now()
         with self._write_lock, _translated():
             if self._record(identity_id) is not None:
@@ -289,12 +379,17 @@ class Gallery:
                 # to nobody (embedded mode sweeps them at open instead, as the scan is not indexed there)
                 self._delete_points_of(identity_id)
             identity = {"identity_id": identity_id, "name": name, "metadata": metadata or {}, "created_at": now}
-            points = self._image_points(identity, vectors, image_hashes, attributes, now)
+            points = self._image_points(identity, vectors, image_hashes, attributes, now, thumbnails)
             image_ids = list(dict.fromkeys(str(point.id) for point in points))
             return self._write_points_then_record(identity, points, image_ids, now)
 
     def add_images(
-        self, identity_id: str, embeddings: np.ndarray, image_hashes: list[str], attributes: list[dict[str, Any]]
+        self,
+        identity_id: str,
+        embeddings: np.ndarray,
+        image_hashes: list[str],
+        attributes: list[dict[str, Any]],
+        thumbnails: list[bytes] | None = None,
     ) -> list[str]:
         """Add images to an identity; an image already there (same hash) is not added twice."""
         vectors = self._check_batch(embeddings, image_hashes, attributes)
@@ -304,7 +399,7 @@ class Gallery:
                 raise IdentityNotFound(f"Identity {identity_id!r} not found.")
             now = _now()
             identity = _payload(record)
-            points = self._image_points(identity, vectors, image_hashes, attributes, now)
+            points = self._image_points(identity, vectors, image_hashes, attributes, now, thumbnails)
             known = set(identity["image_ids"])
             new_points = [point for point in points if point.id not in known]
             if new_points:
@@ -330,6 +425,62 @@ class Gallery:
         if record is None:
             raise IdentityNotFound(f"Identity {identity_id!r} not found.")
         return _identity(_payload(record))
+
+    def thumbnail(self, identity_id: str, image_id: str) -> bytes:
+        """The JPEG thumbnail kept for one of an identity's images."""
+        with self._read_lock, _translated():
+            record = self._record(identity_id)
+            if record is None:
+                raise IdentityNotFound(f"Identity {identity_id!r} not found.")
+            if image_id not in _payload(record)["image_ids"]:
+                raise ImageNotFound(f"Identity {identity_id!r} has no image {image_id!r}.")
+            points = self._client.retrieve(self._images, [image_id], with_payload=["thumbnail"])
+        stored = _payload(points[0]).get("thumbnail") if points else None
+        if not isinstance(stored, str):
+            raise ImageNotFound(f"No thumbnail is kept for image {image_id!r} (PERSONID_STORE_THUMBNAILS was off).")
+        return base64.b64decode(stored)
+
+    def search_attributes(
+        self, constraints: dict[str, str], limit: int, offset: int = 0
+    ) -> tuple[list[Match], int | None]:
+        """Identities whose voted attributes carry every `head -> label` asked, most confident first.
+
+        Confidence is the mean voted score of the constrained heads (ties by identity id); pages by offset. Every
+        matching record is read to rank them, so a broad description on a large gallery costs a full scan.
+        """
+        if not constraints:
+            raise InvalidArgument("Describe at least one attribute (head -> label).")
+        if limit < 1 or offset < 0:
+            raise InvalidArgument("limit must be at least 1 and offset at least 0.")
+        conditions: list[models.Condition] = [
+            models.FieldCondition(key=f"attributes.{head}.label", match=models.MatchValue(value=label))
+            for head, label in constraints.items()
+        ]
+        fields = ["identity_id", "name", "image_ids", "attributes"]
+        records, cursor = [], None
+        with self._read_lock, _translated():
+            while True:
+                page, cursor = self._client.scroll(
+                    self._identities, models.Filter(must=conditions), limit=1000, offset=cursor, with_payload=fields
+                )
+                records += [_payload(record) for record in page]
+                if cursor is None:
+                    break
+        ranked = sorted(
+            (
+                Match(
+                    identity_id=payload["identity_id"],
+                    name=payload["name"],
+                    score=float(np.mean([payload["attributes"][head]["score"] for head in constraints])),
+                    image_id=payload["image_ids"][0],
+                    attributes=payload["attributes"],
+                )
+                for payload in records
+            ),
+            key=lambda match: (-match.score, match.identity_id),
+        )
+        end = offset + limit
+        return ranked[offset:end], end if end < len(ranked) else None
 
     def list_identities(self, limit: int, offset: str | None = None) -> tuple[list[Identity], str | None]:
         """A page of identities in a stable order (by record id) and the cursor of the next page, None at the end."""
@@ -401,7 +552,10 @@ class Gallery:
         hits = [group.hits[0] for group in groups]
         payloads = [_payload(hit) for hit in hits]
         ids = [identity_point_id(payload["identity_id"]) for payload in payloads]
-        records = {record.id: _payload(record) for record in self._client.retrieve(self._identities, ids)}
+        records = {
+            record.id: _payload(record)
+            for record in self._client.retrieve(self._identities, ids, with_payload=["name", "attributes"])
+        }
         # an identity being deleted (record gone, points going) is not a match
         return [
             Match(
@@ -424,7 +578,7 @@ class Gallery:
             limit=top_k,
             score_threshold=min_score,
             query_filter=query_filter,
-            with_payload=True,
+            with_payload=["identity_id", "name", "image_ids", "attributes"],
         ).points
         image_ids = [image_id for hit in hits for image_id in _payload(hit)["image_ids"]]
         images = self._client.retrieve(self._images, image_ids, with_payload=False, with_vectors=True)
@@ -460,14 +614,20 @@ class Gallery:
         image_hashes: list[str],
         attributes: list[dict[str, Any]],
         now: str,
+        thumbnails: list[bytes] | None,
     ) -> list[models.PointStruct]:
+        if thumbnails is not None and len(thumbnails) != len(image_hashes):
+            raise InvalidArgument(f"{len(thumbnails)} thumbnails for {len(image_hashes)} images: one per image.")
+        thumbs: list[bytes | None] = [*thumbnails] if thumbnails is not None else [None] * len(image_hashes)
         return [
             models.PointStruct(
                 id=image_point_id(identity["identity_id"], image_hash),
                 vector=vector.tolist(),
-                payload=image_payload(identity, image_hash, image_attributes, self._model_id, now),
+                payload=image_payload(identity, image_hash, image_attributes, self._model_id, now, thumb),
             )
-            for vector, image_hash, image_attributes in zip(vectors, image_hashes, attributes, strict=True)
+            for vector, image_hash, image_attributes, thumb in zip(
+                vectors, image_hashes, attributes, thumbs, strict=True
+            )
         ]
 
     def _write_points_then_record(
@@ -538,19 +698,37 @@ class Gallery:
             raise InvalidArgument("Embeddings must be finite and non-zero.")
         return vectors
 
+    def _check_text_fields(self, name: str | None, metadata: dict[str, Any]) -> None:
+        """What an identity stores must come back as JSON: a lone surrogate or NaN stored once broke every list."""
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgument(f"name must be a string, got {type(name).__name__}.")
+        try:
+            strict_json(name)
+        except ValueError as error:
+            raise InvalidArgument(f"name {error}.") from error
+        try:
+            check_metadata(metadata, self._max_metadata_bytes, self._max_metadata_depth)
+        except ValueError as error:
+            raise InvalidArgument(f"metadata {error}.") from error
+
     @staticmethod
     def _check_identity_id(identity_id: str) -> str:
         if not isinstance(identity_id, str) or not identity_id.strip() or len(identity_id) > MAX_IDENTITY_ID_LENGTH:
             raise InvalidArgument(
                 f"identity_id must be a non-blank string of at most {MAX_IDENTITY_ID_LENGTH} characters."
             )
+        if identity_id in {".", ".."}:
+            raise InvalidArgument(
+                f"identity_id {identity_id!r} cannot be used: URL path normalisation turns /v1/identities/"
+                f"{identity_id} into another path, so no client could reach it."
+            )
         return identity_id
 
-    def _ensure_collections(self) -> None:
+    def _ensure_collections(self, adopt: str | None) -> None:
         with self._write_lock, _translated():
             for name in (self._images, self._identities):
                 if self._client.collection_exists(name):
-                    self._check_collection(name)
+                    self._check_collection(name, adopt)
                     continue
                 self._client.create_collection(
                     name,
@@ -563,12 +741,18 @@ class Gallery:
             if not self._server_mode:
                 self._sweep_unlisted_points()
 
-    def _check_collection(self, name: str) -> None:
+    def _check_collection(self, name: str, adopt: str | None) -> None:
         info = self._client.get_collection(name)
         stored = info.config.metadata or {}
         vectors = info.config.params.vectors
         size = vectors.size if isinstance(vectors, models.VectorParams) else None
         if stored.get("model_id") == self._model_id and stored.get("dim") == self._dim == size:
+            return
+        if adopt is not None and stored.get("model_id") == adopt and stored.get("dim") == self._dim == size:
+            self._client.update_collection(name, metadata={**stored, "model_id": self._model_id})
+            log.warning(
+                "collection %r: model id %s re-stamped as %s (same model, new id scheme)", name, adopt, self._model_id
+            )
             return
         where = "delete it on the server" if self._server_mode else f"delete the folder {self._location}"
         raise ModelMismatch(
@@ -585,11 +769,25 @@ def _payload(point: models.Record | models.ScoredPoint) -> dict[str, Any]:
     return point.payload
 
 
+def _returnable_metadata(payload: dict[str, Any]) -> dict[str, Any]:
+    """The stored metadata, or `{}` when an older version stored some that JSON cannot carry (it would make
+    every list answer 500): the identity stays readable and deletable, the log names it."""
+    try:
+        return check_metadata(payload.get("metadata", {}))
+    except ValueError as error:
+        log.warning(
+            "identity %r: stored metadata %s; answering with {} (delete and re-enroll the identity to fix it)",
+            payload["identity_id"],
+            error,
+        )
+        return {}
+
+
 def _identity(payload: dict[str, Any]) -> Identity:
     return Identity(
         identity_id=payload["identity_id"],
         name=payload["name"],
-        metadata=payload["metadata"],
+        metadata=_returnable_metadata(payload),
         image_ids=list(payload["image_ids"]),
         attributes=payload["attributes"],
         created_at=payload["created_at"],

@@ -1,6 +1,7 @@
 """`create_app(settings)`: the FastAPI app, its lifespan (loads the `Runtime`) and its middleware.
 
-The start-up policy (what refuses to start, what starts and answers 503) is `app.runtime`'s.
+The start-up policy (what refuses to start, what starts and answers 503) is `app.runtime`'s; what a request may
+cost before an endpoint runs (key, body size, slow bodies) is `app.limits`'.
 """
 
 from __future__ import annotations
@@ -11,65 +12,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import problems
+from app.limits import ApiKeyMiddleware, BodyLimitMiddleware
 from app.metrics import Metrics, MetricsMiddleware
-from app.preprocess import configure_pillow
-from app.problems import Problem, problem_response
+from app.multipart import forms_as_read
+from app.preprocess import configure_decoding
 from app.routes import router
 from app.runtime import Runtime
 from app.settings import Settings
-
-# Room for multipart headers and the text fields (name, metadata, filter) around the image bytes.
-FORM_OVERHEAD_BYTES = 64 * 1024
-
-
-def body_limit(settings: Settings, method: str, path: str) -> int:
-    """Largest request body per endpoint: images only where images are posted, several where several are."""
-    if method != "POST":
-        return FORM_OVERHEAD_BYTES
-    images = settings.max_images_per_request if path.startswith("/v1/identities") else 1
-    return settings.max_upload_bytes * images + FORM_OVERHEAD_BYTES
-
-
-class BodyLimitMiddleware:
-    """Refuse a request body over `body_limit` while it streams in: at once when Content-Length says so, else
-    as soon as the bytes read pass the limit (the rest is never read). Starlette's own body limit answers in
-    plain text when Content-Length is too large; this one answers with problem+json like everything else."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app, self.settings = app, settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = body_limit(self.settings, scope["method"], scope["path"])
-        too_large = Problem(413, "body-too-large", f"the request body is larger than {limit} bytes")
-        declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            await problem_response(413, too_large.kind, too_large.detail)(scope, receive, send)
-            return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise too_large
-            return message
-
-        await self.app(scope, limited_receive, send)
+from app.web import mount_web
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service. Uvicorn calls it as a factory (`personid serve`); tests pass their own settings."""
     settings = settings or Settings()
-    configure_pillow(settings.max_image_pixels)
+    decode_budget = configure_decoding(settings.max_image_pixels, settings.decode_pixel_budget)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -91,8 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.decode_budget = decode_budget
     problems.install(app)
+    # the last added runs first: CORS (preflights), metrics, the key, then the body
     app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(ApiKeyMiddleware, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:
         app.add_middleware(
@@ -102,4 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["X-API-Key", "Content-Type"],
         )
     app.include_router(router)
+    mount_web(app)
+    generate_openapi = app.openapi
+    app.openapi = lambda: forms_as_read(generate_openapi())  # type: ignore[method-assign]
     return app

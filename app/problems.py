@@ -16,17 +16,49 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.gallery import GalleryError, GalleryUnavailable, IdentityExists, IdentityNotFound, InvalidArgument
+from app import operations
+from app.gallery import (
+    GalleryError,
+    GalleryUnavailable,
+    IdentityExists,
+    IdentityNotFound,
+    ImageNotFound,
+    InvalidArgument,
+)
 
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:personid:problem:"
 
+# RFC 9110's names where Python's `HTTPStatus` still has the older ones (before 3.13), so the title is the same
+# on every Python and the same as docs/api.md.
+TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
 # How the endpoints declare their problems in the OpenAPI document (`responses=`).
-PROBLEM = {"content": {MEDIA_TYPE: {}}, "description": "RFC 9457 problem details"}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+PROBLEM = {"content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}, "description": "RFC 9457 problem details"}
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {422: PROBLEM, 503: PROBLEM}
-IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {**COMMON_ERRORS, 413: PROBLEM, 415: PROBLEM}
+# What any request with a body may get: malformed, stalled, too large.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {400: PROBLEM, 408: PROBLEM, 413: PROBLEM}
+IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {**BODY_ERRORS, 415: PROBLEM}
 
 
 class Problem(StarletteHTTPException):
@@ -65,7 +97,7 @@ def problem_response(
     """The one way every error is written, so clients parse a single shape whatever failed."""
     body: dict[str, Any] = {
         "type": TYPE_PREFIX + kind if kind else "about:blank",
-        "title": HTTPStatus(status).phrase,
+        "title": TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         **(extra or {}),
@@ -83,8 +115,17 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts)
 
 
+def allowed_methods(request: Request, given: Mapping[str, str] | None) -> str:
+    """Every method the path accepts: the schema's operations on it and Starlette's own routes (whose 405 names
+    only the methods of the first route that matched the path)."""
+    methods = operations.methods_of(request.app, request.url.path)
+    methods |= {method.strip() for method in (given or {}).get("Allow", "").split(",") if method.strip()}
+    return ", ".join(sorted(methods))
+
+
 _GALLERY_STATUS: list[tuple[type[GalleryError], int, str]] = [
     (IdentityNotFound, 404, "identity-not-found"),
+    (ImageNotFound, 404, "image-not-found"),
     (IdentityExists, 409, "identity-exists"),
     (InvalidArgument, 422, "invalid-request"),
     (GalleryUnavailable, 503, "gallery-unavailable"),
@@ -110,11 +151,15 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).description
-        if exc.status_code == 404 and detail == "Not Found":
+        kind, headers = "", getattr(exc, "headers", None)
+        if exc.status_code == 400:  # a body the framework could not parse
+            kind, detail = "malformed-body", f"the request body is malformed: {detail}"
+        elif exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.url.path}; see /docs for the API"
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem_response(exc.status_code, "", detail, headers=getattr(exc, "headers", None))
+            headers = {**(headers or {}), "Allow": allowed_methods(request, headers)}
+        return problem_response(exc.status_code, kind, detail, headers=headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -70,7 +70,9 @@ class Runtime:
                 self._gallery_tried = time.monotonic()
                 dim = self.engine.manifest.outputs.embedding.dim
                 try:
-                    self.gallery = Gallery.open(self.settings, dim=dim, model_id=self.engine.model_id)
+                    self.gallery = Gallery.open(
+                        self.settings, dim=dim, model_id=self.engine.model_id, adopt=self.engine.legacy_id
+                    )
                     self.gallery_problem = None
                     log.info("gallery open: %s", self.settings.qdrant_url or self.settings.qdrant_path)
                 except GalleryUnavailable as exc:

@@ -6,7 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-IDENTITY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# 1-64 of letters, digits, `_`, `.`, `-`, except `.` and `..`: URL path normalisation (RFC 3986) would turn
+# /v1/identities/.. into another path, so no client could reach such an identity.
+IDENTITY_ID_PATTERN = (
+    r"^(?:[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}|\.[A-Za-z0-9_-][A-Za-z0-9_.-]{0,62}|\.\.[A-Za-z0-9_.-]{1,62})$"
+)
 
 
 class _Body(BaseModel):
@@ -70,6 +74,14 @@ class MatchResponse(_Body):
 class SearchResponse(_Body):
     model_id: str
     matches: list[MatchResponse] = Field(description="Best first.")
+
+
+class DescriptionSearchResponse(_Body):
+    matches: list[MatchResponse] = Field(
+        description="Identities whose voted attributes have every label asked, most confident first; `score` is the "
+        "mean voted score of the described heads and `image_id` the identity's first image."
+    )
+    next_offset: int | None = Field(description="Pass as `offset` for the next page; null on the last page.")
 
 
 class ModelResponse(_Body):

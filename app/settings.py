@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_PATH = Path("models/default.onnx")
@@ -49,6 +49,26 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(25_000_000, ge=1, description="Largest accepted image (width x height).")
     min_image_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels.")
     max_images_per_request: int = Field(32, ge=1, description="Most images in one enroll request.")
+    store_thumbnails: bool = Field(
+        True, description="Keep a small JPEG (about 64x128, a few KB) of each enrolled image to show matches."
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1, description="Largest request body of any kind, whatever the per-image limits allow."
+    )
+    decode_pixel_budget: int = Field(
+        50_000_000,
+        ge=1,
+        description="Pixels decoded at once across all requests; an image waits until its pixels fit (at least "
+        "max_image_pixels).",
+    )
+    max_metadata_bytes: int = Field(16 * 1024, ge=2, description="Largest `metadata` JSON object (UTF-8 bytes).")
+    max_json_depth: int = Field(16, ge=1, description="Deepest nesting accepted in `metadata` and `filter` JSON.")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for the next chunk of a request body before answering 408."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Concurrent connections uvicorn accepts; more are answered 503 at once."
+    )
 
     batching: bool = Field(True, description="Gather concurrent requests into one model call.")
     max_batch_size: int = Field(32, ge=1, description="Largest batch the micro-batcher forms.")
@@ -64,6 +84,15 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("decode_pixel_budget")
+    @classmethod
+    def _budget_fits_an_image(cls, value: int, info: ValidationInfo) -> int:
+        """An image as large as allowed must fit in the budget on its own."""
+        largest = info.data.get("max_image_pixels")
+        if largest is not None and value < largest:
+            raise ValueError(f"must be at least max_image_pixels ({largest}), the largest image accepted")
         return value
 
     @property

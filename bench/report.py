@@ -133,6 +133,16 @@ def render_markdown(results: dict[str, Any], pngs: dict[str, str]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _kept_memory_section(path: Path) -> str:
+    """The block `python -m bench.memory` writes into the same file: a rerun of the other sections keeps it."""
+    from bench.memory import SECTION_END, SECTION_START
+
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if SECTION_START not in text or SECTION_END not in text:
+        return ""
+    return "\n" + SECTION_START + text.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0] + SECTION_END + "\n"
+
+
 def write_outputs(results: dict[str, Any], out: Path) -> None:
     """PREFIX.md, PREFIX.json and PREFIX_<section>.png for `out` = PREFIX (or PREFIX.md); the markdown to stdout."""
     import matplotlib
@@ -149,7 +159,7 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
             pngs[section] = path.name
     results["pngs"] = pngs
     markdown = render_markdown(results, pngs)
-    prefix.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    prefix.with_suffix(".md").write_text(markdown + _kept_memory_section(prefix.with_suffix(".md")), encoding="utf-8")
     prefix.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(markdown)
     print(

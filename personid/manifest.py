@@ -193,10 +193,20 @@ def manifest_path(onnx_path: str | Path) -> Path:
     return Path(onnx_path).with_suffix(".json")
 
 
-def model_id(onnx: bytes | str | Path) -> str:
-    """`sha256-` + the first 16 hex digits of the SHA-256 of the ONNX file (its bytes or its path)."""
+def model_id(onnx: bytes | str | Path, input_spec: InputSpec, outputs: OutputsSpec) -> str:
+    """`sha256-` + the first 16 hex digits of the SHA-256 of the ONNX file (its bytes or its path) and of the
+    canonical JSON of the manifest's `input` and `outputs`.
+
+    The id names what makes embeddings comparable and stored labels meaningful: the graph, how an image becomes
+    its input row (size, resize, scale, mean, std, colour order) and how its outputs are read (embedding spec;
+    heads with their names, types, labels and order). Editing any of them gives another id.
+    """
     data = onnx if isinstance(onnx, bytes) else Path(onnx).read_bytes()
-    return "sha256-" + hashlib.sha256(data).hexdigest()[:16]
+    spec = {"input": input_spec.model_dump(mode="json"), "outputs": outputs.model_dump(mode="json")}
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    digest = hashlib.sha256(data)
+    digest.update(b"\0personid-manifest\0" + canonical.encode("ascii"))
+    return "sha256-" + digest.hexdigest()[:16]
 
 
 def parse_manifest(raw: Any, where: str = "manifest") -> Manifest:
@@ -229,7 +239,7 @@ def write_manifest(manifest: Manifest, onnx_path: str | Path) -> Path:
 
 
 def check_model(manifest: Manifest, onnx_path: str | Path, session: Any = None) -> None:
-    """Everything the service checks before serving: the file hash, then the graph (opened on the CPU if no
+    """Everything the service checks before serving: the model id, then the graph (opened on the CPU if no
     `session` is given) against the manifest."""
     check_model_id(manifest, Path(onnx_path).read_bytes(), onnx_path)
     if session is None:
@@ -239,13 +249,29 @@ def check_model(manifest: Manifest, onnx_path: str | Path, session: Any = None) 
     check_against_session(manifest, session)
 
 
+def legacy_model_id(onnx_bytes: bytes) -> str:
+    """The id personid stamped before the manifest's input and outputs joined it: the ONNX bytes alone. Galleries
+    stamped with it are adopted by the same model (`app.gallery.Gallery.open`), so an upgrade keeps them."""
+    return "sha256-" + hashlib.sha256(onnx_bytes).hexdigest()[:16]
+
+
 def check_model_id(manifest: Manifest, onnx_bytes: bytes, onnx_path: str | Path) -> None:
-    """A manifest left beside a re-exported model would mislabel every gallery vector: refuse it."""
-    actual = model_id(onnx_bytes)
+    """A manifest left beside a re-exported model, or one whose preprocessing or heads were edited after export,
+    would mix incomparable embeddings into a gallery or mislabel its stored attributes: refuse it."""
+    actual = model_id(onnx_bytes, manifest.input, manifest.outputs)
+    if manifest.model_id == legacy_model_id(onnx_bytes):
+        raise ManifestError(
+            f"manifest model_id {manifest.model_id} of {onnx_path} was computed by an older personid from the ONNX "
+            "bytes alone; the id now also covers the manifest's input and outputs, so that an edit of them is "
+            f"caught. Export again, or, if the manifest is exactly as that export wrote it, set its model_id to "
+            f"{actual}; a gallery made with the old id must be re-indexed"
+        )
     if manifest.model_id != actual:
         raise ManifestError(
-            f"manifest model_id {manifest.model_id} does not match {onnx_path} ({actual}); "
-            "the manifest belongs to another export: export again to write both files together"
+            f"manifest model_id {manifest.model_id} does not match {onnx_path} with this manifest's input and "
+            f"outputs ({actual}): the ONNX file was re-exported, or the manifest's preprocessing (input: size, "
+            "resize, scale, mean, std, colour order) or heads/embedding (outputs) changed since export; export "
+            "again to write both files together"
         )
 
 

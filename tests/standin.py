@@ -56,14 +56,16 @@ def market_attributes() -> tuple[AttributesSpec, dict[str, list[str]]]:
 
 def standin_manifest(onnx_path: Path, attributes: AttributesSpec, groups: dict[str, list[str]]) -> Manifest:
     """A manifest like an export's, with a training config the service must never show (`/v1/model` drops it)."""
+    input_spec = InputSpec(height=STANDIN_HEIGHT, width=STANDIN_WIDTH)
+    outputs = OutputsSpec(embedding=EmbeddingSpec(dim=STANDIN_DIM), attributes=attributes)
     return Manifest(
-        model_id=model_id(onnx_path),
+        model_id=model_id(onnx_path, input_spec, outputs),
         name=onnx_path.stem,
         created="2026-11-25T12:00:00Z",
         opset=17,
         backbone="standin-conv",
-        input=InputSpec(height=STANDIN_HEIGHT, width=STANDIN_WIDTH),
-        outputs=OutputsSpec(embedding=EmbeddingSpec(dim=STANDIN_DIM), attributes=attributes),
+        input=input_spec,
+        outputs=outputs,
         groups=groups,
         training={"dataset": "none (stand-in test model)", "config": {"secret_path": "/x"}, "epochs": 0},
         metrics={},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -160,6 +161,58 @@ def test_openapi_declares_every_endpoint_with_schemas(client: TestClient) -> Non
     for name in ("AttributesResponse", "EmbeddingResponse", "IdentityResponse", "IdentityPage", "SearchResponse"):
         assert name in schema["components"]["schemas"]
     assert "multipart/form-data" in paths["/v1/identities"]["post"]["requestBody"]["content"]
+
+
+WRITES = {("/v1/identities", "post"), ("/v1/identities/{identity_id}/images", "post"),
+          ("/v1/identities/{identity_id}", "delete")}  # fmt: skip
+PROBES = {"/healthz", "/readyz", "/metrics"}
+
+
+def test_openapi_says_which_key_each_operation_needs_and_lists_its_401(client: TestClient) -> None:
+    """Writes require the key, reads take it optionally (required only with protect_reads), probes are open;
+    every operation that can answer 401 lists it."""
+    key = [{"APIKeyHeader": []}]
+    for path, methods in client.get("/openapi.json").json()["paths"].items():
+        for method, operation in methods.items():
+            security = operation.get("security")
+            if path in PROBES:
+                assert security is None and "401" not in operation["responses"], (path, method)
+            elif (path, method) in WRITES:
+                assert security == key and "401" in operation["responses"], (path, method)
+            else:
+                assert sorted(map(str, security)) == sorted(map(str, [*key, {}])), (path, method, security)
+                assert "401" in operation["responses"], (path, method)
+
+
+def test_openapi_refuses_what_the_code_refuses(client: TestClient) -> None:
+    """An empty file and an empty cursor are refused by the code, so the schema must not call them valid."""
+    schema = client.get("/openapi.json").json()
+    bodies = schema["components"]["schemas"]
+    assert bodies["Body_embeddings_v1_embeddings_post"]["properties"]["image"]["minLength"] == 1
+    images = bodies["Body_enroll_v1_identities_post"]["properties"]["images"]
+    assert images["minItems"] == 1 and images["items"]["minLength"] == 1
+    cursor = next(p for p in schema["paths"]["/v1/identities"]["get"]["parameters"] if p["name"] == "cursor")
+    assert not re.search(cursor["schema"]["anyOf"][0]["pattern"], ""), "the schema allows an empty cursor"
+    for bad in ("", "not-a-cursor"):
+        assert_problem(client.get("/v1/identities", params={"cursor": bad}), 422, field="cursor")
+    assert_problem(client.post("/v1/embeddings", files={"image": image_file(b"")}), 422, field="image")
+    for operation in (schema["paths"]["/v1/search"]["post"], schema["paths"]["/v1/identities"]["post"]):
+        body = operation["requestBody"]["content"]["multipart/form-data"]
+        assert "image/jpeg" in json.dumps(body["encoding"]), "the image parts' media types are declared"
+        assert {"400", "408", "413", "415"} <= set(operation["responses"])
+
+
+def test_problem_titles_are_the_ones_docs_show(client: TestClient) -> None:
+    """docs/api.md's example problem is what the service sends (RFC 9110 titles on every Python version)."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    blocks = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", docs, re.DOTALL)]
+    example = next(block for block in blocks if block.get("status") == 422)
+    response = client.post("/v1/search", files={"image": image_file(person_image(1))}, data={"top_k": "101"})
+    assert assert_problem(response, 422) == example
+    too_large = client.post("/v1/embeddings", files={"image": image_file(b"\0" * 400_000)})
+    assert assert_problem(too_large, 413)["title"] == "Content Too Large"
+    for kind in ("malformed-body", "body-timeout", "body-too-large", "unauthorized"):
+        assert f"`{kind}`" in docs, f"problem type {kind} is not in docs/api.md's table"
 
 
 def test_api_keys_guard_writes_and_leave_reads_open(make_settings: Callable[..., Settings]) -> None:

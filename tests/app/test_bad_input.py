@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.main import FORM_OVERHEAD_BYTES, create_app
+from app.limits import FORM_OVERHEAD_BYTES
+from app.main import create_app
 from app.settings import Settings
 from tests.app.conftest import assert_problem, image_file, person_image
 
@@ -229,3 +230,93 @@ def test_metadata_round_trips_unicode(client: TestClient) -> None:
     files = [("images", image_file(person_image(8)))]
     response = client.post("/v1/identities", files=files, data={"identity_id": "z", "metadata": json.dumps(metadata)})
     assert response.status_code == 201 and response.json()["metadata"] == metadata
+
+
+def multipart(*parts: tuple[str, bytes, str | None], boundary: bytes = b"XyZ", closed: bool = True) -> bytes:
+    """A multipart/form-data body written by hand: (field, value, filename or None for a text field) per part."""
+    body = b""
+    for field, value, filename in parts:
+        disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename else "")
+        body += b"--" + boundary + f"\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + value + b"\r\n"
+    return body + (b"--" + boundary + b"--\r\n" if closed else b"")
+
+
+FORM_TYPE = "multipart/form-data; boundary=XyZ"
+IMAGE_PART = ("image", person_image(9), "a.png")
+MALFORMED_CASES: list[tuple[str, str, bytes]] = [
+    ("no boundary", "multipart/form-data", multipart(IMAGE_PART)),
+    ("truncated", FORM_TYPE, multipart(IMAGE_PART)[:300]),
+    ("no closing boundary", FORM_TYPE, multipart(IMAGE_PART, closed=False)),
+    ("another boundary", FORM_TYPE, multipart(IMAGE_PART, boundary=b"Other")),
+    ("part without a name", FORM_TYPE, b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--\r\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"), [c[1:] for c in MALFORMED_CASES], ids=[c[0] for c in MALFORMED_CASES]
+)
+def test_malformed_multipart_is_a_documented_400(client: TestClient, content_type: str, body: bytes) -> None:
+    for path in ("/v1/embeddings", "/v1/identities"):
+        response = client.post(path, content=body, headers={"content-type": content_type})
+        problem = assert_problem(response, 400)
+        assert problem["type"] == "urn:personid:problem:malformed-body", problem
+        assert "multipart" in problem["detail"]
+    assert client.get("/v1/identities").json()["items"] == []
+    assert_still_serving(client)
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [
+        ("/v1/identities", "identity_id", b"ab\xe9cd"),
+        ("/v1/identities", "name", b"Zo\xeb"),
+        ("/v1/identities", "metadata", b'{"note": "caf\xe9"}'),
+        ("/v1/search", "filter", b'{"gender": "fem\xe4le"}'),
+        ("/v1/search", "top_k", b"\xff5"),
+    ],
+)
+def test_text_fields_that_are_not_utf8_are_refused(client: TestClient, path: str, field: str, value: bytes) -> None:
+    """Latin-1 bytes in a UTF-8 form: 422 naming the field, not a silent latin-1 reading of it."""
+    image = ("images" if path == "/v1/identities" else "image", person_image(9), "a.png")
+    response = client.post(path, content=multipart(image, (field, value, None)), headers={"content-type": FORM_TYPE})
+    body = assert_problem(response, 422, field=field)
+    assert "utf-8" in body["detail"]
+    assert client.get("/v1/identities").json()["items"] == []
+    utf8 = multipart(image, ("name", "Zoë — 北京".encode(), None), ("identity_id", b"zoe", None))
+    enrolled = client.post(
+        "/v1/identities", content=utf8.replace(b'"image"', b'"images"'), headers={"content-type": FORM_TYPE}
+    )
+    assert enrolled.status_code == 201 and enrolled.json()["name"] == "Zoë — 北京"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("POST", "/v1/identities/someone", "DELETE, GET"), ("PUT", "/v1/identities", "GET, POST"),
+     ("GET", "/v1/search", "POST"), ("DELETE", "/healthz", "GET")],
+)  # fmt: skip
+def test_405_allows_every_method_of_the_path(client: TestClient, method: str, path: str, allowed: str) -> None:
+    response = client.request(method, path)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == allowed
+
+
+def test_a_field_sent_twice_is_refused(client: TestClient) -> None:
+    """Which of two `identity_id`s was meant? FastAPI would silently keep the last one."""
+    image = ("images", person_image(9), "a.png")
+    body = multipart(image, ("identity_id", b"first", None), ("identity_id", b"second", None))
+    assert_problem(client.post("/v1/identities", content=body, headers={"content-type": FORM_TYPE}), 422, "identity_id")
+    assert client.get("/v1/identities").json()["items"] == []
+    two_images = multipart(image, ("images", person_image(10), "b.png"), ("identity_id", b"both", None))
+    response = client.post("/v1/identities", content=two_images, headers={"content-type": FORM_TYPE})
+    assert response.status_code == 201 and len(response.json()["image_ids"]) == 2, "images is a list: repeat it"
+
+
+def test_an_image_part_without_a_filename_is_a_file(client: TestClient) -> None:
+    """RFC 7578 makes the filename optional; the part's Content-Type says it is an image."""
+    body = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="image"\r\nContent-Type: image/png\r\n\r\n'
+        + person_image(9)
+        + b"\r\n--XyZ--\r\n"
+    )
+    response = client.post("/v1/embeddings", content=body, headers={"content-type": FORM_TYPE})
+    assert response.status_code == 200, response.text

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import models
 
 from app.gallery import (
     Gallery,
@@ -166,7 +167,7 @@ def test_points_left_by_a_killed_write_are_swept_at_open(tmp_path: Path) -> None
     _enroll(gallery, "erin", _unit(rng.normal(size=(2, DIM))))
     for owner in ("erin", "frank"):  # an unlisted image of a known identity, and one of an identity never recorded
         identity = {"identity_id": owner, "name": None, "metadata": {}, "created_at": "2020-01-01T00:00:00.000Z"}
-        points = gallery._image_points(identity, _unit(rng.normal(size=(1, DIM))), ["lost"], [_attrs()], "t")
+        points = gallery._image_points(identity, _unit(rng.normal(size=(1, DIM))), ["lost"], [_attrs()], "t", None)
         gallery._client.upsert("persons", points, wait=True)
     assert gallery.count() == {"identities": 1, "images": 4}
     gallery.close()
@@ -290,3 +291,69 @@ def test_aggregate_attributes_is_a_score_weighted_vote() -> None:
 def test_unreachable_server_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(GalleryUnavailable, match="unreachable"):
         Gallery.open(_settings(tmp_path, qdrant_url="http://127.0.0.1:9"), DIM, MODEL)
+
+
+def test_metadata_is_stored_once_on_the_record(gallery: Gallery) -> None:
+    """Issue 13 finding 3: a copy per image point made RSS and disk grow with every image added."""
+    rng = np.random.default_rng(8)
+    _enroll(gallery, "meta", _unit(rng.normal(size=(2, DIM))), metadata={"blob": "x" * 1000})
+    gallery.add_images("meta", _unit(rng.normal(size=(3, DIM))), ["c", "d", "e"], [_attrs()] * 3)
+    points, _ = gallery._client.scroll("persons", limit=100, with_payload=True)
+    assert len(points) == 5 and not any("metadata" in point.payload for point in points)
+    assert gallery.get("meta").metadata == {"blob": "x" * 1000}
+
+
+def test_points_of_older_versions_with_metadata_still_work(gallery: Gallery) -> None:
+    """Image points written before metadata moved to the record carry a copy: search, add and delete ignore it."""
+    rng = np.random.default_rng(9)
+    vectors = _unit(rng.normal(size=(2, DIM)))
+    _enroll(gallery, "older", vectors, metadata={"team": "x"})
+    gallery._client.set_payload("persons", {"metadata": {"team": "x"}}, points=_identity_filter_of("older"), wait=True)
+    for mode in ("centroid", "groups"):
+        gallery.search_mode = mode
+        assert gallery.search(vectors[0], top_k=1)[0].identity_id == "older"
+    gallery.add_images("older", _unit(rng.normal(size=(1, DIM))), ["new"], [_attrs()])
+    assert gallery.get("older").metadata == {"team": "x"} and len(gallery.get("older").image_ids) == 3
+    gallery.delete("older")
+    assert gallery.count() == {"identities": 0, "images": 0}
+
+
+def _identity_filter_of(identity_id: str) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="identity_id", match=models.MatchValue(value=identity_id))])
+
+
+@pytest.mark.parametrize(
+    ("name", "metadata", "words"),
+    [
+        (None, {"x": "\ud800"}, "metadata holds text that is not valid Unicode"),
+        ("\udc80", {}, "name holds text that is not valid Unicode"),
+        (None, {"x": float("nan")}, "NaN"),
+        (None, {"x": [float("-inf")]}, "NaN or Infinity"),
+        (None, {"x": 2**64}, "64-bit"),
+        (None, {1: "a"}, "key that is not a string"),
+        (None, {"x": {1, 2}}, "set"),
+        (None, {"a": [[[[{}]]]]}, "deeper than 5 levels"),
+        (None, {"blob": "é" * 40}, "at most 64"),
+        (None, ["not", "an object"], "must be a JSON object"),
+    ],
+)
+def test_unreturnable_metadata_is_refused_before_anything_is_written(
+    tmp_path: Path, name: str | None, metadata: object, words: str
+) -> None:
+    gallery = Gallery.open(_settings(tmp_path, max_metadata_bytes=64, max_json_depth=5), DIM, MODEL)
+    try:
+        vectors = _unit(np.random.default_rng(10).normal(size=(2, DIM)))
+        with pytest.raises(InvalidArgument, match=words):
+            gallery.enroll("bad", name, metadata, vectors, ["a", "b"], [_attrs()] * 2)  # type: ignore[arg-type]
+        assert gallery.count() == {"identities": 0, "images": 0}
+        assert gallery.list_identities(10) == ([], None)
+        assert gallery.enroll("good", None, {"a": [[[1]]]}, vectors, ["a", "b"], [_attrs()] * 2).metadata
+    finally:
+        gallery.close()
+
+
+@pytest.mark.parametrize("identity_id", [".", ".."])
+def test_dot_segment_identity_ids_are_refused(gallery: Gallery, identity_id: str) -> None:
+    with pytest.raises(InvalidArgument, match="path normalisation"):
+        _enroll(gallery, identity_id, _unit(np.random.default_rng(11).normal(size=(1, DIM))))
+    assert gallery.count() == {"identities": 0, "images": 0}

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.engine import EngineError, choose_providers
-from app.gallery import ModelMismatch
+from app.gallery import Gallery, ModelMismatch
 from app.main import create_app
 from app.settings import Settings
-from personid.manifest import ManifestError, manifest_path
+from personid.manifest import ManifestError, legacy_model_id, manifest_path, model_id, parse_manifest
 from tests.standin import build_standin_model
 
 
@@ -25,6 +25,8 @@ def test_app_refuses_to_start_on_a_mismatch(
     onnx_copy = tmp_path / "m.onnx"
     shutil.copy(model_path, onnx_copy)
     raw["outputs"]["embedding"]["dim"] = 999
+    edited = parse_manifest(raw)  # a consistent id, so that the graph check is what refuses it
+    raw["model_id"] = model_id(onnx_copy, edited.input, edited.outputs)
     manifest_path(onnx_copy).write_text(json.dumps(raw))
     with pytest.raises(ManifestError, match="N x 999"), TestClient(create_app(make_settings(model_path=onnx_copy))):
         pass
@@ -47,3 +49,21 @@ def test_provider_choice() -> None:
     assert choose_providers(["TensorrtExecutionProvider", "CPUExecutionProvider"], with_gpu)[0].startswith("Tensorrt")
     with pytest.raises(EngineError, match="CUDAExecutionProvider"):
         choose_providers(["CUDAExecutionProvider"], ["CPUExecutionProvider"])
+
+
+def test_gallery_stamped_with_the_legacy_id_of_the_same_model_is_adopted(
+    make_settings: Callable[..., Settings], model_path: Path
+) -> None:
+    """A gallery made before the model id covered the manifest (ONNX bytes alone) keeps working after an upgrade."""
+    settings = make_settings()
+    legacy = legacy_model_id(model_path.read_bytes())
+    dim = parse_manifest(json.loads(manifest_path(model_path).read_text())).outputs.embedding.dim
+    old = Gallery.open(settings, dim=dim, model_id=legacy)
+    old.close()
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").status_code == 200
+        current = client.get("/v1/model").json()["model_id"]
+    reopened = Gallery.open(settings, dim=dim, model_id=current)  # re-stamped: no adoption needed any more
+    reopened.close()
+    with pytest.raises(ModelMismatch):
+        Gallery.open(settings, dim=dim, model_id=legacy)

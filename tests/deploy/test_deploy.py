@@ -257,17 +257,29 @@ def merge_compose(base: Any, override: Any) -> Any:
     return override
 
 
-def _interpolate(value: str) -> str:
-    """Compose interpolation with every variable unset: `${X:-d}` -> d, `${X:?msg}` -> a placeholder."""
+COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(:?[-?])?([^}]*)\}")
+
+
+def _interpolate(value: str, shell: dict[str, str] | None = None) -> str:
+    """Compose interpolation from `shell` (default: every variable unset): `${X:-d}` -> d when X is unset or
+    empty, `${X:?msg}` -> a placeholder standing for the value compose insists on."""
+    shell = shell or {}
 
     def replace(match: re.Match[str]) -> str:
-        op, arg = match.group(2), match.group(3)
+        name, op, arg = match.groups()
+        if shell.get(name):
+            return shell[name]
         if op in {":-", "-"}:
             return arg
         assert op in {":?", "?"}, f"{match.group(0)}: an unset variable must have a default or an error"
-        return f"required-{match.group(1).lower()}"
+        return f"required-{name.lower()}"
 
-    return re.sub(r"\$\{(\w+)(:?[-?])?([^}]*)\}", replace, str(value)).replace("$$", "$")
+    return COMPOSE_VARIABLE.sub(replace, str(value)).replace("$$", "$")
+
+
+def _required_variables(*paths: Path) -> set[str]:
+    """Variables written `${X:?msg}`: compose refuses to start while one is unset or empty."""
+    return {m[0] for path in paths for m in COMPOSE_VARIABLE.findall(path.read_text()) if m[1] == ":?"}
 
 
 def _check_settings_accept(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
@@ -347,6 +359,71 @@ def test_compose_cpu_variant(compose_cpu: dict[str, Any], monkeypatch: pytest.Mo
     assert settings.providers == ["CPUExecutionProvider"]
 
 
+def _published(port: str | dict[str, Any], shell: dict[str, str] | None = None) -> tuple[str, str, str]:
+    """(host address, host port, container port) of one `ports:` entry; an empty address is every interface."""
+    if isinstance(port, dict):
+        return (
+            _interpolate(port.get("host_ip", ""), shell),
+            _interpolate(port["published"], shell),
+            _interpolate(port["target"], shell),
+        )
+    parts = _interpolate(port, shell).split("/")[0].rsplit(":", 2)
+    if len(parts) == 2:
+        return "", parts[0], parts[1]
+    host, published, target = parts
+    return host, published, target
+
+
+@pytest.mark.parametrize("variant", ["gpu", "cpu"])
+def test_compose_publishes_the_api_on_loopback_by_default(
+    variant: str, compose: dict[str, Any], compose_cpu: dict[str, Any]
+) -> None:
+    """Finding 7: a bare `docker compose up` must not expose the API to the network."""
+    services = (compose if variant == "gpu" else compose_cpu)["services"]
+    published = {name: [_published(p) for p in s.get("ports", [])] for name, s in services.items()}
+    assert published["api"] == [("127.0.0.1", "8000", "8000")], published
+    assert all(host == "127.0.0.1" for ports in published.values() for host, _, _ in ports), published
+    exposed = [_published(p, {"API_BIND": "0.0.0.0", "API_PORT": "9000"}) for p in services["api"]["ports"]]
+    assert exposed == [("0.0.0.0", "9000", "8000")], "API_BIND / API_PORT must choose the published address"
+
+
+@pytest.mark.parametrize("variant", ["gpu", "cpu"])
+def test_compose_requires_api_keys(
+    variant: str, compose: dict[str, Any], compose_cpu: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 7: compose refuses to start without API keys, the way it refuses without QDRANT_API_KEY."""
+    env = _environment((compose if variant == "gpu" else compose_cpu)["services"]["api"])
+    assert re.fullmatch(r"\$\{PERSONID_API_KEYS:\?[^}]+\}", env["PERSONID_API_KEYS"]), env["PERSONID_API_KEYS"]
+    assert re.fullmatch(r"\$\{QDRANT_API_KEY:\?[^}]+\}", env["PERSONID_QDRANT_API_KEY"])
+    files = [COMPOSE] if variant == "gpu" else [COMPOSE, COMPOSE_CPU]
+    assert {"PERSONID_API_KEYS", "QDRANT_API_KEY"} <= _required_variables(*files)
+    shell = {"QDRANT_API_KEY": "q", "PERSONID_API_KEYS": "k1, k2"}
+    settings = _check_settings_accept({k: _interpolate(v, shell) for k, v in env.items()}, monkeypatch)
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k1", "k2"], "the keys reach the service"
+
+
+def _deployment_section(readme: str) -> str:
+    section = readme.split("## Deployment with docker-compose", 1)[1]
+    return section.split("\n## ", 1)[0]
+
+
+def test_readme_documents_the_compose_security_defaults() -> None:
+    """Every compose command in the README sets the required keys, and the README says how to expose the API."""
+    section = _deployment_section((ROOT / "README.md").read_text())
+    required = _required_variables(COMPOSE, COMPOSE_CPU)
+    ups = [b for b in re.findall(r"```bash\n(.*?)```", section, re.DOTALL) if re.search(r"docker compose .*\bup\b", b)]
+    assert ups, "the deployment section shows no `docker compose up`"
+    for block in ups:
+        exported = set(re.findall(r"(\w+)=", "\n".join(re.findall(r"^export (.*)$", block, re.MULTILINE))))
+        assert required <= exported, f"this block would stop on a missing variable: {required - exported}\n{block}"
+    assert "**Security defaults**" in section
+    assert "127.0.0.1" in section and "API_BIND=0.0.0.0" in section, "say how to expose the API deliberately"
+    assert "PERSONID_PROTECT_READS" in section, "say that reads stay open unless protected"
+    used = {m[0] for path in (COMPOSE, COMPOSE_CPU) for m in COMPOSE_VARIABLE.findall(path.read_text())}
+    undocumented = {name for name in used if f"`{name}" not in section and f"{name}=" not in section}
+    assert not undocumented, f"compose reads variables the README's deployment section never names: {undocumented}"
+
+
 def _docker_compose() -> list[str] | None:
     if shutil.which("docker") is None:
         return None
@@ -360,12 +437,16 @@ def test_docker_compose_config_accepts_files(files: list[Path], tmp_path: Path) 
     if command is None:
         pytest.skip("the docker compose plugin is not installed")
     args = [*command, "--project-directory", str(ROOT), *[a for f in files for a in ("-f", str(f))]]
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "QDRANT_API_KEY": "k"}
-    ok = subprocess.run([*args, "config", "--quiet"], capture_output=True, text=True, env=env)
+    base = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path)}
+    required = {"QDRANT_API_KEY": "k", "PERSONID_API_KEYS": "k1,k2"}
+    ok = subprocess.run([*args, "config", "--format", "json"], capture_output=True, text=True, env=base | required)
     assert ok.returncode == 0, ok.stderr
-    env.pop("QDRANT_API_KEY")
-    missing = subprocess.run([*args, "config", "--quiet"], capture_output=True, text=True, env=env)
-    assert missing.returncode != 0 and "QDRANT_API_KEY" in missing.stderr
+    published = json.loads(ok.stdout)["services"]["api"]["ports"]
+    assert [p["host_ip"] for p in published] == ["127.0.0.1"], published
+    for name in required:
+        env = base | {k: v for k, v in required.items() if k != name}
+        missing = subprocess.run([*args, "config", "--quiet"], capture_output=True, text=True, env=env)
+        assert missing.returncode != 0 and name in missing.stderr
 
 
 # --- health checks, run for real ----------------------------------------------------------------------

@@ -161,13 +161,11 @@ def default_hooks() -> list[HookBase]:
 
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Four panels a person can read at a glance: task losses, task weights, mAP / rank-1, attribute mA."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: the caller's backend (a notebook's) stays as it is
 
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig = Figure(figsize=(12, 8))
+    axes = fig.subplots(2, 2)
     for ax, key, title in ((axes[0, 0], "losses", "training loss per task"), (axes[0, 1], "weights", "task weights")):
         for task in history[-1][key]:
             ax.plot(epochs, [h[key].get(task, float("nan")) for h in history], label=task)
@@ -203,4 +201,3 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

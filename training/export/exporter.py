@@ -258,8 +258,9 @@ def build_manifest(
     `--no-verify`.
     """
     onnx_path = Path(onnx_path)
+    outputs = OutputsSpec(embedding=EmbeddingSpec(dim=int(embedding_dim)), attributes=AttributesSpec.of(schema.heads))
     return Manifest(
-        model_id=model_id(onnx_path),
+        model_id=model_id(onnx_path, input_spec, outputs),
         name=onnx_path.stem,
         created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         opset=graph_opset(onnx_path),
@@ -267,9 +268,7 @@ def build_manifest(
         precision=precision,  # type: ignore[arg-type]
         backbone=backbone,
         input=input_spec,
-        outputs=OutputsSpec(
-            embedding=EmbeddingSpec(dim=int(embedding_dim)), attributes=AttributesSpec.of(schema.heads)
-        ),
+        outputs=outputs,
         groups={g: list(m) for g, m in schema.groups.items()},
         training=training,
         metrics=metrics,
