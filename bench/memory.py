@@ -17,7 +17,6 @@ import contextlib
 import io
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,7 +33,7 @@ from PIL import Image
 from app.settings import Settings
 from bench.measure import BenchError
 from bench.report import machine_info
-from bench.server import HOST, ROOT, free_port, serve_command, wait_ready
+from bench.server import HOST, ROOT, free_port, serve_command, served
 
 SECTION_START, SECTION_END = "<!-- memory:start -->", "<!-- memory:end -->"
 MIB = 1024**2
@@ -107,22 +106,9 @@ def server(variant: Variant, folder: Path, threads: int) -> Iterator[tuple[int, 
     """`personid serve` from the variant's source tree on a free port; yields (pid, url)."""
     port = free_port()
     command = [*serve_command(variant.onnx, folder / "qdrant", port, threads, batching=True), *variant.options]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")} | dict(variant.env)
-    log_path = folder / "server.log"
-    with log_path.open("wb") as log_file:
-        # cwd first on sys.path: `python -m personid.cli` imports the service from the source tree
-        process = subprocess.Popen(command, cwd=variant.source, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://{HOST}:{port}"
-    try:
-        wait_ready(process, url, log_path)
-        yield process.pid, url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    # cwd first on sys.path: `python -m personid.cli` imports the service from the variant's source tree
+    with served(command, f"http://{HOST}:{port}", folder / "server.log", variant.source, dict(variant.env)) as process:
+        yield process.pid, f"http://{HOST}:{port}"
 
 
 def round_of_requests(url: str, image: bytes, clients: int) -> tuple[float, Counter[int]]:

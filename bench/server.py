@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from bench.measure import BenchError
@@ -70,6 +70,29 @@ def wait_ready(process: subprocess.Popen, url: str, log_path: Path) -> None:
 
 
 @contextlib.contextmanager
+def served(
+    command: list[str], url: str, log_path: Path, cwd: Path = ROOT, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a `personid serve` command without the caller's PERSONID_* variables (`env` adds some back): yields the
+    process once /readyz at `url` answers 200, and stops it afterwards."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=environment | dict(env or {}), stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_ready(process, url, log_path)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
 def running_server(onnx_path: Path, folder: Path, threads: int, batching: bool) -> Iterator[str]:
     """A real `personid serve` in a subprocess on a free port (embedded Qdrant in `folder`); yields its URL.
 
@@ -77,19 +100,7 @@ def running_server(onnx_path: Path, folder: Path, threads: int, batching: bool) 
     """
     port = free_port()
     tag = "on" if batching else "off"
-    log_path = folder / f"server-batching-{tag}.log"
     command = serve_command(onnx_path, folder / f"qdrant-{tag}", port, threads, batching)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://{HOST}:{port}"
-    try:
-        wait_ready(process, url, log_path)
+    with served(command, url, folder / f"server-batching-{tag}.log"):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -75,42 +75,58 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextmanager
-def serving(*options: str, log: Path) -> Iterator[str]:
-    """`personid serve` in a subprocess on a free local port, without the caller's PERSONID_* variables.
-
-    Yields the base URL once /readyz answers 200; then stops the server with SIGTERM and checks it shut down
-    cleanly. Its output is appended to `log`, so a restart keeps the first run's lines.
-    """
+def start_server(*options: str, log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """`personid serve` in a subprocess on a free local port, without the caller's PERSONID_* variables (`env` adds
+    some back); returns the process and its base URL once /readyz answers 200. Its output is appended to `log`."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
     command = [sys.executable, "-m", "personid.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *options]
-    start = log.stat().st_size if log.exists() else 0
     with log.open("a") as sink:
         process = subprocess.Popen(
-            command, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=sink, stderr=subprocess.STDOUT
+            command,
+            cwd=ROOT,
+            env={**inherited, "PYTHONUNBUFFERED": "1", **(env or {})},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"server exited with {process.returncode}:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"server not ready after 90 s:\n{log.read_text()}"
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text()}")
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
             process.kill()
             process.wait()
-            raise AssertionError(f"server ignored SIGTERM for 30 s:\n{log.read_text()}") from None
+            raise AssertionError(f"server not ready after 90 s:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
+def stop_server(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM, as a service manager stops it; a server that ignores it for 30 s is killed and the test fails."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"server ignored SIGTERM for 30 s:\n{log.read_text()}") from None
+
+
+@contextmanager
+def serving(*options: str, log: Path) -> Iterator[str]:
+    """`start_server`, yielding the base URL; then stops it with SIGTERM and checks it shut down cleanly. A
+    restart appends to the same `log`, keeping the first run's lines."""
+    start = log.stat().st_size if log.exists() else 0
+    process, url = start_server(*options, log=log)
+    try:
+        yield url
+    finally:
+        stop_server(process, log)
     # uvicorn shuts down, then re-raises the signal it caught: -SIGTERM is its normal exit code
     this_run = log.read_text()[start:]
     assert process.returncode in (0, -signal.SIGTERM), f"server exited with {process.returncode}:\n{this_run}"

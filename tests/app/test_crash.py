@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from app.settings import Settings
-from tests.app.conftest import ROOT, free_port, image_file, person_image, serving
+from tests.app.conftest import image_file, person_image, serving, start_server
 
 WRITERS = 6
 WRITE_SECONDS = 3.0
@@ -39,23 +38,8 @@ pytestmark = pytest.mark.slow
 @contextmanager
 def killable_server(*options: str, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`personid serve` on a free loopback port, yielded with its process so the test can SIGKILL it."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
-    command = [sys.executable, "-m", "personid.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *options]
-    with log.open("a") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server(*options, log=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"server exited with {process.returncode}:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"server not ready after 60 s:\n{log.read_text()}"
-            time.sleep(0.1)
         yield process, url
     finally:
         if process.poll() is None:

@@ -13,10 +13,6 @@ skipped with that reason. `PERSONID_WRITE_DOCS=1` also saves a screenshot of eac
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -25,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.app.conftest import start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "default.onnx"
@@ -51,13 +49,6 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The service with the page, on a free local port; yields its base URL once /readyz answers 200."""
@@ -65,40 +56,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(f"{MODEL} is absent: the browser tests search with the shipped model")
     folder = tmp_path_factory.mktemp("browser-server")
     log = folder / "server.log"
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PERSONID_")}
-    env.update(
-        PYTHONUNBUFFERED="1",
-        PERSONID_MODEL_PATH=str(MODEL),
-        PERSONID_QDRANT_PATH=str(folder / "qdrant"),
-        PERSONID_API_KEYS=API_KEY,
-        PERSONID_PROTECT_READS="true",
-        PERSONID_INTRA_OP_THREADS="2",
-        PERSONID_LOG_LEVEL="warning",
-    )
-    command = [sys.executable, "-m", "personid.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    env = {
+        "PERSONID_MODEL_PATH": str(MODEL),
+        "PERSONID_QDRANT_PATH": str(folder / "qdrant"),
+        "PERSONID_API_KEYS": API_KEY,
+        "PERSONID_PROTECT_READS": "true",
+        "PERSONID_INTRA_OP_THREADS": "2",
+        "PERSONID_LOG_LEVEL": "warning",
+    }
+    process, url = start_server(log=log, env=env)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"server exited with {process.returncode}:\n{log.read_text()}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"server not ready after 90 s:\n{log.read_text()}"
-            time.sleep(0.2)
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process, log)
 
 
 @pytest.fixture(scope="session")
