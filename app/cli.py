@@ -79,19 +79,17 @@ def main(argv: list[str]) -> int:
             print(f"personid serve: --{field.replace('_', '-')}: {error['msg']}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    workers = settings.workers
-    if workers > 1 and not settings.qdrant_url:
-        log.warning(
-            "embedded Qdrant (%s) allows one process: running 1 worker instead of %d; "
-            "use a Qdrant server (--qdrant-url) for more",
-            settings.qdrant_path,
-            workers,
+    if settings.workers > 1 and not settings.qdrant_url:
+        print(
+            f"personid serve: --workers {settings.workers}: the embedded gallery ({settings.qdrant_path}) has one "
+            "writer per folder, so it serves from one process; run a Qdrant server and pass --qdrant-url to use "
+            "several workers",
+            file=sys.stderr,
         )
-        workers = 1
+        return 2
     if not settings.qdrant_url:
         log.info("embedded Qdrant at %s: one worker process", Path(settings.qdrant_path).resolve())
     os.environ.update(env)
-    os.environ[ENV_PREFIX + "WORKERS"] = str(workers)
 
     import uvicorn  # here, so that `personid serve --help` answers without loading the server
 
@@ -100,7 +98,7 @@ def main(argv: list[str]) -> int:
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=workers,
+        workers=settings.workers,
         log_level=settings.log_level,
         limit_concurrency=settings.max_connections,  # per worker: more connections get 503 at once
         timeout_keep_alive=KEEP_ALIVE_S,

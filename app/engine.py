@@ -61,7 +61,7 @@ class Engine:
         check_model_id(manifest, onnx_bytes, model_path)
         chosen = choose_providers(providers, ort.get_available_providers())
         try:
-            session = open_session(model_path, chosen, threads)
+            session = open_session(model_path, chosen, threads, spin=False)  # cores are shared with HTTP work
         except Exception as exc:
             raise EngineError(f"onnxruntime cannot load {model_path}: {exc}") from exc
         engine = cls(session, manifest, legacy_model_id(onnx_bytes))

@@ -7,21 +7,25 @@ before any image is decoded or anything is written.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
+import itertools
 import json
 import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from fastapi import UploadFile
-from starlette.concurrency import run_in_threadpool
 
 from app.engine import Engine
 from app.gallery import INT64_MAX, INT64_MIN, check_metadata
-from app.preprocess import ImageError, ImageLimits, preprocess
-from app.problems import field_problem
+from app.preprocess import ImageError, ImageLimits, preprocess, preprocess_crops, read_header, upright_size
+from app.problems import Problem, field_problem
 from app.settings import Settings
+from personid.imaging import Box
 
 
 async def read_upload(upload: UploadFile, field: str, settings: Settings) -> bytes:
@@ -33,28 +37,119 @@ async def read_upload(upload: UploadFile, field: str, settings: Settings) -> byt
     return data
 
 
-def _preprocess_all(blobs: list[bytes], fields: list[str], engine: Engine, settings: Settings) -> np.ndarray:
-    """Decoding is CPU work: one worker-thread hop for all of a request's images, not one each."""
+def _preprocess_some(
+    blobs: list[bytes], fields: list[str], engine: Engine, settings: Settings
+) -> tuple[list[np.ndarray], list[tuple[str, ImageError]]]:
+    """Model rows of the images that are acceptable, and what is wrong with each of the others."""
     limits = ImageLimits(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side)
-    rows = []
+    rows, failures = [], []
     for data, field in zip(blobs, fields, strict=True):
         try:
             rows.append(preprocess(data, engine.manifest.input, limits))
         except ImageError as exc:
-            raise field_problem(field, exc.detail, exc.status, exc.kind) from exc
-    return np.stack(rows)
+            failures.append((field, exc))
+    return rows, failures
+
+
+async def _preprocess_all(
+    blobs: list[bytes], fields: list[str], engine: Engine, settings: Settings, pool: ThreadPoolExecutor | None
+) -> np.ndarray:
+    """Decoding is CPU work, done in worker threads: one hop for one image, the images of a batch split over the
+    `pool`'s threads (one per core), in order. Every image is tried, so a refusal names each bad one (`images[3]`,
+    `images[7]`) and the client fixes them all at once."""
+    loop = asyncio.get_running_loop()
+    parts = min(len(blobs), settings.threads if pool else 1)
+    bounds = [len(blobs) * k // parts for k in range(parts + 1)]
+    done = await asyncio.gather(
+        *(
+            loop.run_in_executor(pool, _preprocess_some, blobs[a:b], fields[a:b], engine, settings)
+            for a, b in itertools.pairwise(bounds)
+        )
+    )
+    failures = [failure for _, part_failures in done for failure in part_failures]
+    if failures:
+        first = failures[0][1]
+        errors = [{"field": name, "message": exc.detail} for name, exc in failures]
+        detail = "; ".join(f"{name}: {exc.detail}" for name, exc in failures)
+        raise Problem(first.status, first.kind, detail, errors=errors)
+    return np.stack([row for rows, _ in done for row in rows])
+
+
+def image_fields(field: str, count: int) -> list[str]:
+    """How each upload is named in problems: `image` alone, else `images[0]`, `images[1]`, ..."""
+    return [field if count == 1 and field == "image" else f"{field}[{i}]" for i in range(count)]
 
 
 async def images_to_rows(
-    uploads: list[UploadFile], field: str, engine: Engine, settings: Settings
+    uploads: list[UploadFile],
+    field: str,
+    engine: Engine,
+    settings: Settings,
+    pool: ThreadPoolExecutor | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Read, validate and preprocess uploads; returns model rows and the sha256 of each file."""
+    """Read, validate and preprocess uploads; returns model rows and the sha256 of each file.
+
+    `pool` is the app's decoding pool (`Runtime.decode_pool`, one thread per core); without it asyncio's default
+    executor decodes. Bounded because 64 concurrent requests decoding on 40 threads at once preempt ONNX Runtime's
+    own threads in the middle of a model call."""
     if len(uploads) > settings.max_images_per_request:
         raise field_problem(field, f"at most {settings.max_images_per_request} images per request, got {len(uploads)}")
-    fields = [field if len(uploads) == 1 and field == "image" else f"{field}[{i}]" for i in range(len(uploads))]
+    fields = image_fields(field, len(uploads))
     blobs = [await read_upload(upload, name, settings) for upload, name in zip(uploads, fields, strict=True)]
-    rows = await run_in_threadpool(_preprocess_all, blobs, fields, engine, settings)
+    rows = await _preprocess_all(blobs, fields, engine, settings, pool)
     return rows, [hashlib.sha256(data).hexdigest() for data in blobs]
+
+
+def person_boxes(raw: str, settings: Settings) -> list[Box]:
+    """The `boxes` field: a JSON array of `[x1, y1, x2, y2]` person boxes in frame pixels (x right, y down), each
+    side at least `min_image_side`; a refusal names the box (`boxes[3]`). Checked before the frame is decoded."""
+    value = json_value(raw, "boxes", settings.max_json_depth)
+    if not isinstance(value, list) or not value:
+        raise field_problem("boxes", "must be a non-empty JSON array of [x1, y1, x2, y2] boxes")
+    if len(value) > settings.max_boxes_per_frame:
+        raise field_problem("boxes", f"at most {settings.max_boxes_per_frame} boxes per frame, got {len(value)}")
+    boxes = []
+    for index, box in enumerate(value):
+        field = f"boxes[{index}]"
+        numbers = isinstance(box, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+        if not numbers or len(box) != 4:
+            raise field_problem(field, "must be [x1, y1, x2, y2]: four numbers, pixels of the frame")
+        x1, y1, x2, y2 = (float(v) for v in box)
+        side = settings.min_image_side
+        if x2 - x1 < side or y2 - y1 < side:
+            raise field_problem(
+                field,
+                f"the box is {x2 - x1:g} x {y2 - y1:g} pixels; each side must be at least {side} (x2 > x1, y2 > y1)",
+            )
+        boxes.append((x1, y1, x2, y2))
+    return boxes
+
+
+def _frame_rows(
+    data: bytes, boxes: list[Box], engine: Engine, settings: Settings
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]], tuple[int, int]]:
+    limits = ImageLimits(max_pixels=settings.max_image_pixels, min_side=settings.min_image_side)
+    try:
+        image = read_header(data, limits)
+        width, height = upright_size(image)
+        for index, (x1, y1, x2, y2) in enumerate(boxes):
+            if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+                message = f"[{x1:g}, {y1:g}, {x2:g}, {y2:g}] is not inside the {width} x {height} frame"
+                raise field_problem(f"boxes[{index}]", message)
+        rows, crops = preprocess_crops(image, boxes, engine.manifest.input)
+    except ImageError as exc:
+        raise field_problem("frame", exc.detail, exc.status, exc.kind) from exc
+    return rows, crops, (width, height)
+
+
+async def frame_to_rows(
+    upload: UploadFile, boxes: list[Box], engine: Engine, settings: Settings, pool: ThreadPoolExecutor | None = None
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]], tuple[int, int]]:
+    """A camera frame and its person boxes -> a model row per box, the crop cut for each, the frame's size."""
+    data = await read_upload(upload, "frame", settings)
+    return await asyncio.get_running_loop().run_in_executor(
+        pool, functools.partial(_frame_rows, data, boxes, engine, settings)
+    )
 
 
 class _NotJsonNumber(ValueError):
@@ -99,13 +194,18 @@ def _int64(text: str) -> int:
 
 
 def json_object(raw: str | None, field: str, max_depth: int = _DEFAULT_DEPTH) -> dict[str, Any] | None:
-    """A form field holding a JSON object; None when absent or blank (forms cannot send null).
-
-    Strict: no NaN or Infinity, no number beyond 64 bits, at most `max_depth` levels; each refusal is a 422
-    naming `field`, never a crash of the parser.
-    """
+    """A form field holding a JSON object; None when absent or blank (forms cannot send null)."""
     if raw is None or not raw.strip():
         return None
+    value = json_value(raw, field, max_depth)
+    if not isinstance(value, dict):
+        raise field_problem(field, f"must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def json_value(raw: str, field: str, max_depth: int = _DEFAULT_DEPTH) -> Any:
+    """A form field's JSON text, parsed strictly: no NaN or Infinity, no number beyond 64 bits, at most
+    `max_depth` levels; each refusal is a 422 naming `field`, never a crash of the parser."""
     if _too_deep(raw, max_depth):
         raise field_problem(field, f"nests deeper than {max_depth} levels")
     try:
@@ -116,8 +216,6 @@ def json_object(raw: str | None, field: str, max_depth: int = _DEFAULT_DEPTH) ->
         raise field_problem(field, str(exc)) from exc
     except RecursionError as exc:  # only when max_json_depth is set beyond what the parser can recurse to
         raise field_problem(field, f"nests deeper than the parser can read ({max_depth} levels allowed)") from exc
-    if not isinstance(value, dict):
-        raise field_problem(field, f"must be a JSON object, got {type(value).__name__}")
     return value
 
 

@@ -6,9 +6,11 @@ Two collections (see docs/gallery.md for why):
 - `<collection>_identities`: one point per identity (vector = its centroid, the normalised mean of its image
   embeddings), the identity record: name, metadata, image_ids, aggregated attributes, timestamps.
   It makes get/list/count exact and cheap, and is the index of centroid search.
-Both collections record the model id and dimension in their metadata, so embeddings of another model are
-never mixed in. Metadata is stored only when it can be returned as strict JSON (`strict_json`); a record
-written otherwise by an older version is answered with `{}` and a warning in the log.
+Both collections record the model id and dimension (their `Stamp`), so embeddings of another model are
+never mixed in. The engine is a `Store` (app/gallery_store.py): Qdrant's engine in-process when embedded
+(app/gallery_edge.py), a Qdrant server otherwise (app/gallery_server.py). Metadata is stored only when it can
+be returned as strict JSON (`strict_json`); a record written otherwise by an older version is answered with
+`{}` and a warning in the log.
 """
 
 from __future__ import annotations
@@ -20,16 +22,23 @@ import math
 import re
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import numpy as np
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from app.gallery_store import KINDS, Conditions, Kind, Stamp, Store, StoredPoint
+
+# the errors live beside the engines that raise them; callers import them from here
+from app.gallery_store import GalleryError as GalleryError
+from app.gallery_store import GalleryUnavailable as GalleryUnavailable
+from app.gallery_store import IdentityExists as IdentityExists
+from app.gallery_store import IdentityNotFound as IdentityNotFound
+from app.gallery_store import ImageNotFound as ImageNotFound
+from app.gallery_store import InvalidArgument as InvalidArgument
+from app.gallery_store import ModelMismatch as ModelMismatch
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -45,36 +54,10 @@ MAX_IDENTITY_ID_LENGTH = 256
 MAX_STORED_DEPTH = 64
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _FILTER_KEY = re.compile(r"^[A-Za-z0-9_]+$")
+# unindexed points above which the open warns that `personid gallery optimize` is due
+REINDEX_AT = 20_000
 
 SearchMode = Literal["groups", "centroid"]
-
-
-class GalleryError(Exception):
-    """Base of every gallery error."""
-
-
-class IdentityNotFound(GalleryError):
-    """No identity with that id (HTTP 404)."""
-
-
-class ImageNotFound(GalleryError):
-    """No image (or no thumbnail of it) with that id in that identity (HTTP 404)."""
-
-
-class IdentityExists(GalleryError):
-    """Enroll with an identity id that is already enrolled (HTTP 409): add images to it instead."""
-
-
-class ModelMismatch(GalleryError):
-    """The collection holds embeddings of another model or dimension: they are not comparable."""
-
-
-class GalleryUnavailable(GalleryError):
-    """The Qdrant server cannot be reached, or the embedded folder is locked by another process (HTTP 503)."""
-
-
-class InvalidArgument(GalleryError, ValueError):
-    """A bad cursor, filter, identity id or batch (HTTP 400/422)."""
 
 
 @dataclass
@@ -236,101 +219,57 @@ def unit(vectors: np.ndarray) -> np.ndarray:
     return scaled
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn transport failures into GalleryUnavailable, so the service answers 503 rather than 500."""
-    try:
-        yield
-    except (ResponseHandlingException, httpx.TransportError) as error:
-        raise GalleryUnavailable(f"Qdrant server unreachable: {error}") from error
-    except UnexpectedResponse as error:
-        if error.status_code is not None and error.status_code >= 500:
-            raise GalleryUnavailable(f"Qdrant server error {error.status_code}: {error.content!r}") from error
-        raise
-    except RuntimeError as error:
-        if "closed" in str(error):
-            raise GalleryUnavailable("The gallery is closed.") from error
-        raise
-
-
 class Gallery:
     """Identities and their image embeddings in Qdrant; safe to call from many threads of one process.
 
-    The embedded client is plain Python over in-memory numpy arrays and SQLite, not thread-safe, so every
-    call holds one lock there. With a server, reads run concurrently; writes hold the lock so that the
-    "exists?" check and the write of an identity are one step within this process.
+    The embedded engine is not thread-safe (and holds the GIL in every call anyway), so every call holds one
+    lock there. With a server, reads run concurrently; writes hold the lock so that the "exists?" check and the
+    write of an identity are one step within this process.
     """
 
     def __init__(
         self,
-        client: QdrantClient,
-        collection: str,
+        store: Store,
         dim: int,
         model_id: str,
-        server_mode: bool,
         search_mode: SearchMode = "centroid",
-        location: str = "",
         max_metadata_bytes: int | None = None,
         max_metadata_depth: int = MAX_STORED_DEPTH,
     ) -> None:
-        self._client = client
-        self._images = collection
-        self._identities = f"{collection}_identities"
+        self._store = store
         self._dim = dim
         self._model_id = model_id
-        self._server_mode = server_mode
-        self._location = location
+        self._server_mode = store.server_mode
+        self._location = store.location
         self._max_metadata_bytes = max_metadata_bytes
         self._max_metadata_depth = max_metadata_depth
         self.search_mode: SearchMode = search_mode
         self._write_lock = threading.RLock()
-        self._read_lock = nullcontext() if server_mode else self._write_lock
+        self._read_lock = nullcontext() if self._server_mode else self._write_lock
 
     @classmethod
     def open(cls, settings: Settings, dim: int, model_id: str, adopt: str | None = None) -> Gallery:
         """Connect (server when `qdrant_url` is set, else embedded on disk) and create or check the collections.
 
-        `adopt`: an older id of the same model (the ONNX-bytes-only id of personid before the manifest joined it);
-        collections stamped with it are re-stamped with `model_id` instead of refused, so an upgrade keeps them.
+        Embedded: a folder written by an older personid (qdrant-client's local mode) is migrated first; the open
+        never builds the search index (`personid gallery optimize` does), it says when one is due. `adopt`: an
+        older id of the same
+        model (the ONNX-bytes-only id of personid before the manifest joined it); collections stamped with it are
+        re-stamped with `model_id` instead of refused, so an upgrade keeps them.
         """
-        search_mode: SearchMode = settings.search_mode
-        if settings.qdrant_url:
-            api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-            client = QdrantClient(url=settings.qdrant_url, api_key=api_key, timeout=10)
-            location = settings.qdrant_url
-            try:
-                with _translated():
-                    client.get_collections()
-            except GalleryError:
-                client.close()
-                raise
-        else:
-            location = str(settings.qdrant_path)
-            try:
-                client = QdrantClient(path=location)
-            except RuntimeError as error:
-                if "already accessed" not in str(error):
-                    raise
-                raise GalleryUnavailable(
-                    f"The embedded Qdrant folder {location} is in use by another process (embedded Qdrant allows "
-                    "one process: run one worker, stop the other process, or use a Qdrant server with "
-                    "PERSONID_QDRANT_URL)."
-                ) from error
+        store = open_store(settings)
         gallery = cls(
-            client,
-            settings.collection,
+            store,
             dim,
             model_id,
-            bool(settings.qdrant_url),
-            search_mode,
-            location,
+            settings.search_mode,
             max_metadata_bytes=settings.max_metadata_bytes,
             max_metadata_depth=settings.max_json_depth,
         )
         try:
             gallery._ensure_collections(adopt)
         except BaseException:
-            client.close()
+            store.close()
             raise
         return gallery
 
@@ -346,9 +285,18 @@ class Gallery:
     def model_id(self) -> str:
         return self._model_id
 
+    @property
+    def store(self) -> Store:
+        """The engine under the gallery, for bulk tools (backup, benchmarks); hold `lock` while using it."""
+        return self._store
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._write_lock
+
     def close(self) -> None:
         with self._write_lock:
-            self._client.close()
+            self._store.close()
 
     # ---- writes -------------------------------------------------------------------------------------------
 
@@ -371,16 +319,16 @@ class Gallery:
         identity_id = str(uuid.uuid4()) if identity_id is None else self._check_identity_id(identity_id)
         self._check_text_fields(name, metadata or {})
         now = _now()
-        with self._write_lock, _translated():
+        with self._write_lock, self._store.errors():
             if self._record(identity_id) is not None:
                 raise IdentityExists(f"Identity {identity_id!r} already exists; add images to it instead.")
-            if explicit_id and self._server_mode:
-                # another process may have died between an enroll's points and its record: those points belong
-                # to nobody (embedded mode sweeps them at open instead, as the scan is not indexed there)
-                self._delete_points_of(identity_id)
+            if explicit_id:
+                # a process may have died between an enroll's points and its record: those points belong to
+                # nobody (an indexed delete; random ids are swept at open after a crash instead)
+                self._store.delete_where("images", [("identity_id", identity_id)])
             identity = {"identity_id": identity_id, "name": name, "metadata": metadata or {}, "created_at": now}
             points = self._image_points(identity, vectors, image_hashes, attributes, now, thumbnails)
-            image_ids = list(dict.fromkeys(str(point.id) for point in points))
+            image_ids = list(dict.fromkeys(point.id for point in points))
             return self._write_points_then_record(identity, points, image_ids, now)
 
     def add_images(
@@ -393,49 +341,47 @@ class Gallery:
     ) -> list[str]:
         """Add images to an identity; an image already there (same hash) is not added twice."""
         vectors = self._check_batch(embeddings, image_hashes, attributes)
-        with self._write_lock, _translated():
+        with self._write_lock, self._store.errors():
             record = self._record(identity_id)
             if record is None:
                 raise IdentityNotFound(f"Identity {identity_id!r} not found.")
             now = _now()
-            identity = _payload(record)
+            identity = record.payload
             points = self._image_points(identity, vectors, image_hashes, attributes, now, thumbnails)
             known = set(identity["image_ids"])
             new_points = [point for point in points if point.id not in known]
             if new_points:
-                image_ids = list(dict.fromkeys([*identity["image_ids"], *(str(point.id) for point in new_points)]))
+                image_ids = list(dict.fromkeys([*identity["image_ids"], *(point.id for point in new_points)]))
                 self._write_points_then_record(identity, new_points, image_ids, now)
-            return [str(point.id) for point in points]
+            return [point.id for point in points]
 
     def delete(self, identity_id: str) -> None:
         """Remove an identity and every vector of it (the record first, so it vanishes from lists at once)."""
-        with self._write_lock, _translated():
+        with self._write_lock, self._store.errors():
             if self._record(identity_id) is None:
                 raise IdentityNotFound(f"Identity {identity_id!r} not found.")
-            self._client.delete(
-                self._identities, models.PointIdsList(points=[identity_point_id(identity_id)]), wait=True
-            )
-            self._delete_points_of(identity_id)
+            self._store.delete_ids("identities", [identity_point_id(identity_id)])
+            self._store.delete_where("images", [("identity_id", identity_id)])
 
     # ---- reads --------------------------------------------------------------------------------------------
 
     def get(self, identity_id: str) -> Identity:
-        with self._read_lock, _translated():
+        with self._read_lock, self._store.errors():
             record = self._record(identity_id)
         if record is None:
             raise IdentityNotFound(f"Identity {identity_id!r} not found.")
-        return _identity(_payload(record))
+        return _identity(record.payload)
 
     def thumbnail(self, identity_id: str, image_id: str) -> bytes:
         """The JPEG thumbnail kept for one of an identity's images."""
-        with self._read_lock, _translated():
+        with self._read_lock, self._store.errors():
             record = self._record(identity_id)
             if record is None:
                 raise IdentityNotFound(f"Identity {identity_id!r} not found.")
-            if image_id not in _payload(record)["image_ids"]:
+            if image_id not in record.payload["image_ids"]:
                 raise ImageNotFound(f"Identity {identity_id!r} has no image {image_id!r}.")
-            points = self._client.retrieve(self._images, [image_id], with_payload=["thumbnail"])
-        stored = _payload(points[0]).get("thumbnail") if points else None
+            points = self._store.retrieve("images", [image_id], payload=["thumbnail"])
+        stored = points[0].payload.get("thumbnail") if points else None
         if not isinstance(stored, str):
             raise ImageNotFound(f"No thumbnail is kept for image {image_id!r} (PERSONID_STORE_THUMBNAILS was off).")
         return base64.b64decode(stored)
@@ -452,18 +398,14 @@ class Gallery:
             raise InvalidArgument("Describe at least one attribute (head -> label).")
         if limit < 1 or offset < 0:
             raise InvalidArgument("limit must be at least 1 and offset at least 0.")
-        conditions: list[models.Condition] = [
-            models.FieldCondition(key=f"attributes.{head}.label", match=models.MatchValue(value=label))
-            for head, label in constraints.items()
-        ]
+        condition: Conditions = [(f"attributes.{head}.label", label) for head, label in constraints.items()]
         fields = ["identity_id", "name", "image_ids", "attributes"]
-        records, cursor = [], None
-        with self._read_lock, _translated():
+        records: list[dict[str, Any]] = []
+        cursor: str | None = None
+        with self._read_lock, self._store.errors():
             while True:
-                page, cursor = self._client.scroll(
-                    self._identities, models.Filter(must=conditions), limit=1000, offset=cursor, with_payload=fields
-                )
-                records += [_payload(record) for record in page]
+                page, cursor = self._store.scroll("identities", 1000, cursor, condition, payload=fields)
+                records += [record.payload for record in page]
                 if cursor is None:
                     break
         ranked = sorted(
@@ -493,22 +435,20 @@ class Gallery:
                 raise InvalidArgument(
                     f"Invalid cursor {offset!r}: pass the next_cursor of the previous page."
                 ) from error
-        with self._read_lock, _translated():
-            records, next_offset = self._client.scroll(
-                self._identities, limit=limit, offset=offset, with_payload=True, with_vectors=False
-            )
-        return [_identity(_payload(record)) for record in records], None if next_offset is None else str(next_offset)
+        with self._read_lock, self._store.errors():
+            records, next_offset = self._store.scroll("identities", limit, offset)
+        return [_identity(record.payload) for record in records], next_offset
 
     def count(self) -> dict[str, int]:
-        with self._read_lock, _translated():
-            identities = self._client.count(self._identities, exact=True).count
-            images = self._client.count(self._images, exact=True).count
+        with self._read_lock, self._store.errors():
+            identities = self._store.count("identities")
+            images = self._store.count("images")
         return {"identities": identities, "images": images}
 
     def count_points(self, identity_id: str) -> int:
         """Image points stored for an identity id (with or without its record): deletions can be checked."""
-        with self._read_lock, _translated():
-            return self._client.count(self._images, count_filter=_identity_filter(identity_id), exact=True).count
+        with self._read_lock, self._store.errors():
+            return self._store.count("images", [("identity_id", identity_id)])
 
     def search(
         self,
@@ -528,84 +468,71 @@ class Gallery:
         if top_k < 1:
             raise InvalidArgument("top_k must be at least 1.")
         query = unit(query)
-        query_filter = _attribute_filter(attribute_filter)
-        with self._read_lock, _translated():
+        condition = _attribute_filter(attribute_filter)
+        with self._read_lock, self._store.errors():
             if self.search_mode == "groups":
-                return self._search_groups(query, top_k, min_score, query_filter)
-            return self._search_centroids(query, top_k, min_score, query_filter)
+                return self._search_groups(query, top_k, min_score, condition)
+            return self._search_centroids(query, top_k, min_score, condition)
 
     # ---- internals ----------------------------------------------------------------------------------------
 
     def _search_groups(
-        self, query: np.ndarray, top_k: int, min_score: float | None, query_filter: models.Filter | None
+        self, query: np.ndarray, top_k: int, min_score: float | None, condition: Conditions | None
     ) -> list[Match]:
-        groups = self._client.query_points_groups(
-            self._images,
-            query=query.tolist(),
-            group_by="identity_id",
-            limit=top_k,
-            group_size=1,
-            score_threshold=min_score,
-            query_filter=query_filter,
-            with_payload=["identity_id", "image_id"],
-        ).groups
-        hits = [group.hits[0] for group in groups]
-        payloads = [_payload(hit) for hit in hits]
-        ids = [identity_point_id(payload["identity_id"]) for payload in payloads]
+        hits = self._store.query_groups(
+            "images", query.tolist(), "identity_id", top_k, min_score, condition, payload=["identity_id", "image_id"]
+        )
+        ids = [identity_point_id(hit.payload["identity_id"]) for hit in hits]
         records = {
-            record.id: _payload(record)
-            for record in self._client.retrieve(self._identities, ids, with_payload=["name", "attributes"])
+            record.id: record.payload
+            for record in self._store.retrieve("identities", ids, payload=["name", "attributes"])
         }
         # an identity being deleted (record gone, points going) is not a match
         return [
             Match(
-                identity_id=payload["identity_id"],
+                identity_id=hit.payload["identity_id"],
                 name=records[pid]["name"],
-                score=float(hit.score),
-                image_id=payload["image_id"],
+                score=hit.score,
+                image_id=hit.payload["image_id"],
                 attributes=records[pid]["attributes"],
             )
-            for hit, payload, pid in zip(hits, payloads, ids, strict=True)
+            for hit, pid in zip(hits, ids, strict=True)
             if pid in records
         ]
 
     def _search_centroids(
-        self, query: np.ndarray, top_k: int, min_score: float | None, query_filter: models.Filter | None
+        self, query: np.ndarray, top_k: int, min_score: float | None, condition: Conditions | None
     ) -> list[Match]:
-        hits = self._client.query_points(
-            self._identities,
-            query=query.tolist(),
-            limit=top_k,
-            score_threshold=min_score,
-            query_filter=query_filter,
-            with_payload=["identity_id", "name", "image_ids", "attributes"],
-        ).points
-        image_ids = [image_id for hit in hits for image_id in _payload(hit)["image_ids"]]
-        images = self._client.retrieve(self._images, image_ids, with_payload=False, with_vectors=True)
-        image_scores = {str(point.id): float(np.dot(unit(np.asarray(point.vector)), query)) for point in images}
+        hits = self._store.query(
+            "identities",
+            query.tolist(),
+            top_k,
+            min_score,
+            condition,
+            payload=["identity_id", "name", "image_ids", "attributes"],
+        )
+        image_ids = [image_id for hit in hits for image_id in hit.payload["image_ids"]]
+        images = self._store.retrieve("images", image_ids, payload=False, vectors=True)
+        image_scores = {point.id: float(np.dot(unit(np.asarray(point.vector)), query)) for point in images}
         matches = []
         for hit in hits:
-            payload = _payload(hit)
-            scored = [(image_scores[i], i) for i in payload["image_ids"] if i in image_scores]
+            scored = [(image_scores[i], i) for i in hit.payload["image_ids"] if i in image_scores]
             if not scored:
                 continue
             matches.append(
                 Match(
-                    identity_id=payload["identity_id"],
-                    name=payload["name"],
-                    score=float(hit.score),
+                    identity_id=hit.payload["identity_id"],
+                    name=hit.payload["name"],
+                    score=hit.score,
                     image_id=max(scored)[1],
-                    attributes=payload["attributes"],
+                    attributes=hit.payload["attributes"],
                 )
             )
         return matches
 
-    def _record(self, identity_id: str) -> models.Record | None:
-        records = self._client.retrieve(self._identities, [identity_point_id(identity_id)], with_payload=True)
+    def _record(self, identity_id: str) -> StoredPoint | None:
+        records = self._store.retrieve("identities", [identity_point_id(identity_id)])
         return records[0] if records else None
-
-    def _delete_points_of(self, identity_id: str) -> None:
-        self._client.delete(self._images, models.FilterSelector(filter=_identity_filter(identity_id)), wait=True)
 
     def _image_points(
         self,
@@ -615,12 +542,12 @@ class Gallery:
         attributes: list[dict[str, Any]],
         now: str,
         thumbnails: list[bytes] | None,
-    ) -> list[models.PointStruct]:
+    ) -> list[StoredPoint]:
         if thumbnails is not None and len(thumbnails) != len(image_hashes):
             raise InvalidArgument(f"{len(thumbnails)} thumbnails for {len(image_hashes)} images: one per image.")
         thumbs: list[bytes | None] = [*thumbnails] if thumbnails is not None else [None] * len(image_hashes)
         return [
-            models.PointStruct(
+            StoredPoint(
                 id=image_point_id(identity["identity_id"], image_hash),
                 vector=vector.tolist(),
                 payload=image_payload(identity, image_hash, image_attributes, self._model_id, now, thumb),
@@ -631,56 +558,56 @@ class Gallery:
         ]
 
     def _write_points_then_record(
-        self, identity: dict[str, Any], points: list[models.PointStruct], image_ids: list[str], now: str
+        self, identity: dict[str, Any], points: list[StoredPoint], image_ids: list[str], now: str
     ) -> Identity:
         """Points first, record last; if that fails the new points are taken back, so no image is left unlisted."""
         try:
-            self._client.upsert(self._images, points, wait=True)
-            return self._write_record(identity, image_ids, now)
+            self._store.upsert("images", points)
+            return self._write_record(identity, image_ids, now, written=points)
         except BaseException:
             with suppress(Exception):
-                self._client.delete(self._images, models.PointIdsList(points=[point.id for point in points]), wait=True)
+                self._store.delete_ids("images", [point.id for point in points])
             raise
 
-    def _sweep_unlisted_points(self) -> int:
+    def sweep_unlisted_points(self) -> int:
         """Delete image points that no identity record lists (left by a process killed mid-write); returns how many."""
-        owners: dict[str, list[str]] = {}
-        offset = None
-        while True:
-            records, offset = self._client.scroll(
-                self._images, limit=10_000, offset=offset, with_payload=["identity_id"], with_vectors=False
-            )
-            for record in records:
-                owners.setdefault(_payload(record)["identity_id"], []).append(str(record.id))
-            if offset is None:
-                break
-        listed: set[str] = set()
-        identity_ids = list(owners)
-        for start in range(0, len(identity_ids), 1000):
-            batch = [identity_point_id(identity_id) for identity_id in identity_ids[start : start + 1000]]
-            for record in self._client.retrieve(self._identities, batch, with_payload=["image_ids"]):
-                listed.update(_payload(record)["image_ids"])
-        stray: list[models.ExtendedPointId] = [
-            point_id for point_ids in owners.values() for point_id in point_ids if point_id not in listed
-        ]
-        if stray:
-            self._client.delete(self._images, models.PointIdsList(points=stray), wait=True)
-        return len(stray)
+        with self._write_lock, self._store.errors():
+            owners: dict[str, list[str]] = {}
+            offset = None
+            while True:
+                records, offset = self._store.scroll("images", 10_000, offset, payload=["identity_id"])
+                for record in records:
+                    owners.setdefault(record.payload["identity_id"], []).append(record.id)
+                if offset is None:
+                    break
+            listed: set[str] = set()
+            identity_ids = list(owners)
+            for start in range(0, len(identity_ids), 1000):
+                batch = [identity_point_id(identity_id) for identity_id in identity_ids[start : start + 1000]]
+                for record in self._store.retrieve("identities", batch, payload=["image_ids"]):
+                    listed.update(record.payload["image_ids"])
+            stray = [point_id for point_ids in owners.values() for point_id in point_ids if point_id not in listed]
+            self._store.delete_ids("images", stray)
+            return len(stray)
 
-    def _write_record(self, identity: dict[str, Any], image_ids: list[str], now: str) -> Identity:
-        """Write the identity record from its stored points: the centroid and attributes follow the images."""
-        points = self._client.retrieve(
-            self._images, image_ids, with_payload=["attributes", "attr_tags"], with_vectors=True
-        )
+    def _write_record(
+        self, identity: dict[str, Any], image_ids: list[str], now: str, written: list[StoredPoint]
+    ) -> Identity:
+        """Write the identity record from its points: the centroid and attributes follow the images. The points
+        this call has just `written` are taken as written (the last of a repeated id wins, as in the engine);
+        the others are read back by id."""
+        fresh = {point.id: point for point in written}
+        older = [image_id for image_id in image_ids if image_id not in fresh]
+        stored = self._store.retrieve("images", older, payload=["attributes", "attr_tags"], vectors=True)
+        by_id = {**{point.id: point for point in stored}, **fresh}
+        points = [by_id[image_id] for image_id in image_ids if image_id in by_id]
         vectors = np.asarray([point.vector for point in points], dtype=np.float32)
         centroid = unit(unit(vectors).mean(axis=0))
-        per_image = [_payload(point)["attributes"] for point in points]
-        tags = sorted({tag for point in points for tag in _payload(point)["attr_tags"]})
+        per_image = [point.payload["attributes"] for point in points]
+        tags = sorted({tag for point in points for tag in point.payload["attr_tags"]})
         payload = identity_payload(identity, image_ids, aggregate_attributes(per_image), tags, self._model_id, now)
-        record = models.PointStruct(
-            id=identity_point_id(identity["identity_id"]), vector=centroid.tolist(), payload=payload
-        )
-        self._client.upsert(self._identities, [record], wait=True)
+        record = StoredPoint(id=identity_point_id(identity["identity_id"]), vector=centroid.tolist(), payload=payload)
+        self._store.upsert("identities", [record])
         return _identity(payload)
 
     def _check_batch(
@@ -725,48 +652,55 @@ class Gallery:
         return identity_id
 
     def _ensure_collections(self, adopt: str | None) -> None:
-        with self._write_lock, _translated():
-            for name in (self._images, self._identities):
-                if self._client.collection_exists(name):
-                    self._check_collection(name, adopt)
-                    continue
-                self._client.create_collection(
-                    name,
-                    vectors_config=models.VectorParams(size=self._dim, distance=models.Distance.COSINE),
-                    metadata={"personid_format": FORMAT_VERSION, "model_id": self._model_id, "dim": self._dim},
-                )
-                if self._server_mode:  # embedded Qdrant has no payload indexes: it scans
-                    for key in ("identity_id", "attr_tags"):
-                        self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD, wait=True)
-            if not self._server_mode:
-                self._sweep_unlisted_points()
-
-    def _check_collection(self, name: str, adopt: str | None) -> None:
-        info = self._client.get_collection(name)
-        stored = info.config.metadata or {}
-        vectors = info.config.params.vectors
-        size = vectors.size if isinstance(vectors, models.VectorParams) else None
-        if stored.get("model_id") == self._model_id and stored.get("dim") == self._dim == size:
-            return
-        if adopt is not None and stored.get("model_id") == adopt and stored.get("dim") == self._dim == size:
-            self._client.update_collection(name, metadata={**stored, "model_id": self._model_id})
+        wanted = Stamp(model_id=self._model_id, dim=self._dim, format=FORMAT_VERSION)
+        with self._write_lock, self._store.errors():
+            for kind in KINDS:
+                stored = self._store.stamp(kind)
+                if stored is None:
+                    self._store.create(kind, wanted)
+                else:
+                    self._check_stamp(kind, stored, adopt)
+        if self._store.crashed:
+            swept = self.sweep_unlisted_points()
+            log.warning("the gallery was not closed cleanly; %d unlisted image points swept", swept)
+        with self._write_lock, self._store.errors():
+            unindexed = self._store.unindexed()
+        if unindexed > REINDEX_AT:
             log.warning(
-                "collection %r: model id %s re-stamped as %s (same model, new id scheme)", name, adopt, self._model_id
+                "%d points of the gallery are not in its search index yet: searches scan them (slower as they "
+                "grow); stop the service and run `personid gallery optimize` to build it (minutes per 100k points)",
+                unindexed,
             )
+
+    def _check_stamp(self, kind: Kind, stored: Stamp, adopt: str | None) -> None:
+        if stored.dim == self._dim and stored.model_id == self._model_id:
+            return
+        if adopt is not None and stored.model_id == adopt and stored.dim == self._dim:
+            self._store.restamp(kind, Stamp(model_id=self._model_id, dim=self._dim, format=stored.format))
+            log.warning("%s: model id %s re-stamped as %s (same model, new id scheme)", kind, adopt, self._model_id)
             return
         where = "delete it on the server" if self._server_mode else f"delete the folder {self._location}"
+        name = kind if self._server_mode else f"{kind} of {self._location}"
         raise ModelMismatch(
-            f"Collection {name!r} holds embeddings of model {stored.get('model_id', 'unknown')!r} "
-            f"(dim {size}); the loaded model is {self._model_id!r} (dim {self._dim}). Embeddings of different "
-            f"models are not comparable. Re-index: set PERSONID_COLLECTION to a new name (or {where}), then "
-            "re-enroll the identities' images."
+            f"Collection {name!r} holds embeddings of model {stored.model_id!r} (dim {stored.dim}); the loaded "
+            f"model is {self._model_id!r} (dim {self._dim}). Embeddings of different models are not comparable. "
+            f"Re-index: set PERSONID_COLLECTION to a new name (or {where}), then re-enroll the identities' images."
         )
 
 
-def _payload(point: models.Record | models.ScoredPoint) -> dict[str, Any]:
-    """A point's payload: every point the gallery writes has one, though Qdrant's types allow none."""
-    assert point.payload is not None, f"point {point.id} has no payload"
-    return point.payload
+def open_store(settings: Settings) -> Store:
+    """The engine the settings name: a Qdrant server at `qdrant_url`, else Qdrant's engine in-process under
+    `qdrant_path` (migrating a folder that qdrant-client's local mode wrote, first)."""
+    if settings.qdrant_url:
+        from app.gallery_server import ServerStore
+
+        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return ServerStore.connect(settings.qdrant_url, api_key, settings.collection)
+    from app.gallery_edge import EdgeStore, edge_folder
+    from app.gallery_migrate import migrate_local_mode
+
+    migrate_local_mode(settings.qdrant_path, settings.collection)
+    return EdgeStore(edge_folder(settings.qdrant_path, settings.collection), str(settings.qdrant_path))
 
 
 def _returnable_metadata(payload: dict[str, Any]) -> dict[str, Any]:
@@ -795,20 +729,16 @@ def _identity(payload: dict[str, Any]) -> Identity:
     )
 
 
-def _identity_filter(identity_id: str) -> models.Filter:
-    return models.Filter(must=[models.FieldCondition(key="identity_id", match=models.MatchValue(value=identity_id))])
-
-
-def _attribute_filter(attribute_filter: dict[str, str] | None) -> models.Filter | None:
+def _attribute_filter(attribute_filter: dict[str, str] | None) -> Conditions | None:
     """`{"gender": "female"}` -> every condition on the stored `head=label` tags must hold."""
     if not attribute_filter:
         return None
-    conditions: list[models.Condition] = []
+    conditions: Conditions = []
     for head, label in attribute_filter.items():
         if not isinstance(head, str) or not _FILTER_KEY.match(head) or not isinstance(label, str) or "=" in label:
             raise InvalidArgument(
                 f"Bad attribute filter entry {head!r}: {label!r}; expected attribute name -> label, "
                 'e.g. {"gender": "female"}.'
             )
-        conditions.append(models.FieldCondition(key="attr_tags", match=models.MatchValue(value=f"{head}={label}")))
-    return models.Filter(must=conditions)
+        conditions.append(("attr_tags", f"{head}={label}"))
+    return conditions

@@ -26,11 +26,11 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def body_limit(settings: Settings, method: str, path: str) -> int:
-    """Largest request body per endpoint: images only where images are posted, several where several are,
-    and never more than `max_request_bytes`."""
+    """Largest request body per endpoint: images only where images are posted, several where several may be
+    (a whole frame is one), and never more than `max_request_bytes`."""
     if method != "POST":
         return min(FORM_OVERHEAD_BYTES, settings.max_request_bytes)
-    images = settings.max_images_per_request if path.startswith("/v1/identities") else 1
+    images = 1 if path.startswith("/v1/frames") else settings.max_images_per_request
     return min(settings.max_upload_bytes * images + FORM_OVERHEAD_BYTES, settings.max_request_bytes)
 
 

@@ -41,33 +41,73 @@ ImageFiles = Annotated[
     list[Annotated[UploadFile, _IMAGE_PART]],
     File(min_length=1, description="One or more person crops of the same person."),
 ]
+# The model endpoints take one crop as `image` (answered as before) or a batch as repeated `images` parts.
+OneImage = Annotated[
+    UploadFile | None,
+    _IMAGE_PART,
+    File(description="One person crop (JPEG, PNG, WebP, BMP, TIFF or GIF); answered in the one-image shape."),
+]
+BatchImages = Annotated[
+    list[Annotated[UploadFile, _IMAGE_PART]] | None,
+    File(
+        min_length=1,
+        description="Several person crops, one part each (instead of `image`); answered as `results`, in order.",
+    ),
+]
+# What the form of an endpoint taking `OneImage` or `BatchImages` must hold: one of the two, never both.
+ONE_OF_IMAGE_OR_BATCH: dict[str, Any] = {"oneOf": [{"required": ["image"]}, {"required": ["images"]}]}
 
 
-def image_encoding(field: str) -> dict[str, Any]:
-    """`openapi_extra` of an endpoint taking images in `field`: the media types its parts may have."""
-    encoding = {field: {"contentType": ", ".join(ACCEPTED_MEDIA_TYPES)}}
+def image_encoding(*fields: str) -> dict[str, Any]:
+    """`openapi_extra` of an endpoint taking images in `fields`: the media types their parts may have."""
+    encoding = {field: {"contentType": ", ".join(ACCEPTED_MEDIA_TYPES)} for field in fields}
     return {"requestBody": {"content": {"multipart/form-data": {"encoding": encoding}}}}
+
+
+def image_or_batch(image: UploadFile | None, images: list[UploadFile] | None) -> tuple[list[UploadFile], str]:
+    """The uploads of a model endpoint and the field they came in: exactly one of `image` and `images`."""
+    if image is not None and images:
+        raise field_problem("images", "send one crop as `image` or several as `images`, not both")
+    if image is not None:
+        return [image], "image"
+    if images:
+        return images, "images"
+    raise field_problem("image", "no image: send one crop as `image`, or several as `images` parts")
 
 
 def forms_as_read(openapi: dict[str, Any]) -> dict[str, Any]:
     """Declare the optional fields of multipart forms as the service reads them: a value, an empty value or no
     part at all (an empty field counts as absent, as a blank input in a browser form does), and never `null`.
     FastAPI writes an optional field as `anyOf: [X, {"type": "null"}]`, but multipart has no null: a client
-    following that schema sends the text `null`, which is no number, no JSON object, no id. Rewrites `openapi`
-    in place; idempotent."""
+    following that schema sends the text `null`, which is no number, no JSON object, no id. A form with both
+    `image` and `images` says that it takes exactly one of them. Rewrites `openapi` in place; idempotent."""
     schemas = openapi.get("components", {}).get("schemas", {})
     for methods in openapi.get("paths", {}).values():
         for operation in methods.values():
             form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
             body = schemas.get(form.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1], {})
             optional = set(body.get("properties", {})) - set(body.get("required", []))
+            one_of = {"image", "images"} <= optional
             for name in optional:
-                body["properties"][name] = _value_or_empty(body["properties"][name])
+                field = body["properties"][name]
+                body["properties"][name] = (
+                    _value(field) if one_of and name in {"image", "images"} else _value_or_empty(field)
+                )
+            if one_of:
+                body.update(ONE_OF_IMAGE_OR_BATCH)
     return openapi
 
 
 _ANNOTATIONS = ("title", "description", "default")
 _EMPTY = {"type": "string", "maxLength": 0}
+
+
+def _value(field: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, null]` -> `X`, with the annotations kept: for `image` / `images`, which `oneOf` makes
+    required in turn (an empty one is none at all)."""
+    branches = [branch for branch in field.get("anyOf", [field]) if branch != {"type": "null"}]
+    annotations = {key: field[key] for key in _ANNOTATIONS if key in field}
+    return {**branches[0], **annotations} if len(branches) == 1 else field
 
 
 def _value_or_empty(field: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +190,8 @@ class StrictFormRequest(Request):
             repeated = [name for name in operation.single_fields if len(form.getlist(name)) > 1] if operation else []
             if repeated:  # FastAPI would silently take the last value
                 await form.close()
-                raise field_problem(repeated[0], "given more than once; send it once")
+                hint = "; several crops go in `images` parts" if repeated[0] == "image" else ""
+                raise field_problem(repeated[0], f"given more than once; send it once{hint}")
             self._form = form
         return await super()._get_form(max_files=max_files, max_fields=max_fields, max_part_size=max_part_size)
 

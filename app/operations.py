@@ -40,7 +40,12 @@ def _single_fields(document: dict[str, Any], operation: dict[str, Any]) -> froze
     form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
     reference = form.get("schema", {}).get("$ref", "")
     body = document.get("components", {}).get("schemas", {}).get(reference.rsplit("/", 1)[-1], {})
-    return frozenset(name for name, field in body.get("properties", {}).items() if field.get("type") != "array")
+    return frozenset(name for name, field in body.get("properties", {}).items() if not _is_array(field))
+
+
+def _is_array(field: dict[str, Any]) -> bool:
+    """An array field, optional ones (`anyOf: [array, ...]`) included."""
+    return any(branch.get("type") == "array" for branch in [field, *field.get("anyOf", [])])
 
 
 def operations(app: Any) -> list[Operation]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from personid.imaging import to_array, to_rgb
+from personid.imaging import Box, to_array, to_rgb, training_crop
 from personid.manifest import InputSpec
 
 # MPO is what many phone cameras write: a JPEG with extra frames; the first frame is the photo.
@@ -200,3 +200,30 @@ def preprocess(data: bytes, spec: InputSpec, limits: ImageLimits) -> np.ndarray:
         except DECODE_ERRORS as exc:
             raise ImageError(422, "corrupt-image", f"the image could not be converted to RGB: {exc}") from exc
         return to_array(rgb, spec)
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of an image `read_header` opened, as it is shown: after its EXIF rotation, if any."""
+    try:
+        orientation = image.getexif().get(0x0112)
+    except DECODE_ERRORS:
+        orientation = None
+    return (image.height, image.width) if orientation in SIDEWAYS else image.size
+
+
+def preprocess_crops(
+    image: Image.Image, boxes: list[Box], spec: InputSpec
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A frame `read_header` opened + person boxes in its upright pixels -> one model row per box, each cut with
+    the training crop's framing (`personid.imaging.training_crop`), and the crop rectangles cut.
+
+    Decoded at full size (each crop needs the frame's own pixels), within the process's decode budget."""
+    with _budget.reserve(image.width * image.height):
+        decode(image)
+        try:
+            rgb = to_rgb(image)
+        except DECODE_ERRORS as exc:
+            raise ImageError(422, "corrupt-image", f"the image could not be converted to RGB: {exc}") from exc
+        crops = [training_crop(box, rgb.size, spec.width / spec.height) for box in boxes]
+        rows = [to_array(rgb.crop(crop), spec) for crop in crops]
+    return np.stack(rows), crops

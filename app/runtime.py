@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ class Runtime:
     gallery: Gallery | None = None
     model_problem: str | None = None
     gallery_problem: str | None = None
+    decode_pool: ThreadPoolExecutor | None = None  # decoding threads, one per core (`app.forms`)
     _gallery_tried: float = 0.0
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -51,12 +53,14 @@ class Runtime:
             log.warning("not ready: %s", exc)
             return runtime
         engine = runtime.engine
+        runtime.decode_pool = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="decode")
         runtime.batcher = MicroBatcher(
             engine.embed_and_attributes,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
             enabled=settings.batching,
             on_batch=metrics.observe_batch,
+            workers=settings.threads,
         )
         runtime.open_gallery()
         return runtime
@@ -90,5 +94,7 @@ class Runtime:
         """Finish the queued model calls before the gallery closes, so no request is cut off mid-write."""
         if self.batcher is not None:
             await self.batcher.close()
+        if self.decode_pool is not None:
+            self.decode_pool.shutdown(wait=False)
         if self.gallery is not None:
             self.gallery.close()

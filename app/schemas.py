@@ -36,6 +36,25 @@ class EmbeddingResponse(_Body):
     model_id: str
 
 
+class AttributesResult(_Body):
+    attributes: dict[str, dict[str, HeadResult]]
+
+
+class AttributesBatchResponse(_Body):
+    model_id: str
+    results: list[AttributesResult] = Field(description="One per `images` part, in upload order.")
+
+
+class EmbeddingResult(_Body):
+    embedding: list[float]
+
+
+class EmbeddingBatchResponse(_Body):
+    model_id: str
+    dim: int
+    results: list[EmbeddingResult] = Field(description="One per `images` part, in upload order.")
+
+
 class StoredAttribute(_Body):
     label: str
     score: float
@@ -74,6 +93,31 @@ class MatchResponse(_Body):
 class SearchResponse(_Body):
     model_id: str
     matches: list[MatchResponse] = Field(description="Best first.")
+
+
+class SearchResult(_Body):
+    matches: list[MatchResponse] = Field(description="Best first.")
+
+
+class SearchBatchResponse(_Body):
+    model_id: str
+    results: list[SearchResult] = Field(description="One per `images` part, in upload order.")
+
+
+class FrameResult(_Body):
+    box: list[float] = Field(description="The box as sent: [x1, y1, x2, y2].")
+    crop: list[int] = Field(description="The crop cut around it with the training crops' framing, in frame pixels.")
+    attributes: dict[str, dict[str, HeadResult]]
+    embedding: list[float]
+    matches: list[MatchResponse] | None = Field(description="Best first; null when `top_k` is 0.")
+
+
+class FrameResponse(_Body):
+    model_id: str
+    width: int = Field(description="The frame's width, upright (after its EXIF rotation).")
+    height: int
+    dim: int
+    results: list[FrameResult] = Field(description="One per box, in the order sent.")
 
 
 class DescriptionSearchResponse(_Body):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_MODEL_PATH = Path("models/default.onnx")
 
 
+@functools.cache
+def _cores() -> int:
+    """The core count, read once: `os.cpu_count()` costs about 0.1 ms a call in a container, on every request."""
+    return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     """Configuration of `personid serve`; the same names are its command-line options."""
 
@@ -19,7 +26,9 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=1, le=65535, description="Port to bind.")
-    workers: int = Field(1, ge=1, description="Uvicorn worker processes (1 with embedded Qdrant).")
+    workers: int = Field(
+        1, ge=1, description="Uvicorn worker processes; more than 1 needs a Qdrant server (--qdrant-url)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
 
     model_path: Path = Field(DEFAULT_MODEL_PATH, description="The .onnx model; its manifest (.json) sits beside it.")
@@ -48,7 +57,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest accepted upload, per file.")
     max_image_pixels: int = Field(25_000_000, ge=1, description="Largest accepted image (width x height).")
     min_image_side: int = Field(16, ge=1, description="Smallest accepted image side in pixels.")
-    max_images_per_request: int = Field(32, ge=1, description="Most images in one enroll request.")
+    max_images_per_request: int = Field(
+        32, ge=1, description="Most images in one request: an enroll, or a batch of crops (`images` parts)."
+    )
+    max_boxes_per_frame: int = Field(64, ge=1, description="Most person boxes in one /v1/frames request.")
     store_thumbnails: bool = Field(
         True, description="Keep a small JPEG (about 64x128, a few KB) of each enrolled image to show matches."
     )
@@ -71,7 +83,12 @@ class Settings(BaseSettings):
     )
 
     batching: bool = Field(True, description="Gather concurrent requests into one model call.")
-    max_batch_size: int = Field(32, ge=1, description="Largest batch the micro-batcher forms.")
+    max_batch_size: int = Field(
+        8,
+        ge=1,
+        description="Largest batch the micro-batcher forms from concurrent requests (on CPU a larger one costs as "
+        "much per image and makes its requests wait longer; raise it on a GPU).",
+    )
     max_wait_ms: float = Field(
         0.0,
         ge=0,
@@ -97,5 +114,5 @@ class Settings(BaseSettings):
 
     @property
     def threads(self) -> int:
-        """Intra-op threads actually used."""
-        return self.intra_op_threads or os.cpu_count() or 1
+        """Intra-op threads actually used (also the decoding and inference pools' sizes)."""
+        return self.intra_op_threads or _cores()

@@ -18,7 +18,7 @@ from bench.gallery import bench_gallery
 from bench.inputs import load_engine, preprocess_rows, rows_for_batch, sample_jpegs
 from bench.measure import FULL, QUICK, BenchError, Profile
 from bench.model import bench_model
-from bench.report import machine_info, write_outputs
+from bench.report import keep_other_sections, machine_info, write_outputs
 from bench.service import bench_service
 from bench.targets import evaluate_targets
 
@@ -168,6 +168,7 @@ def run(argv: list[str]) -> dict[str, Any]:
             results["notes"].append(f"{failed} service requests failed (not counted in req/s); first: {first}")
     if "gallery" in args.sections:
         results["gallery"] = bench_gallery(manifest.outputs.embedding.dim, queries, profile)
+    keep_other_sections(results, Path(args.out), args.sections)
     results["targets"] = evaluate_targets(results)
     write_outputs(results, Path(args.out))
     return results

@@ -1,24 +1,59 @@
-"""A bounded HTTP load against a running server: client-side latency beside the server's own /metrics figures."""
+"""A bounded HTTP load against a running server, driven by `hey` (a Go load generator, Debian package `hey`):
+client-side latency beside the server's own /metrics figures.
+
+`hey` rather than a Python client: a Python client on the same few cores spends about as much CPU per request as
+the server, so it measured itself. Each run sends one prepared body (`multipart_body`) over and over and writes a
+CSV line per request, from which the percentiles and requests/s are computed here.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import csv
+import io
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
-
-from tqdm import tqdm
 
 from bench.measure import BenchError, percentiles_ms
 
-REQUEST_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 60
+BOUNDARY = "personid-bench-boundary-7Gq2"
+INSTALL_HINT = "install it (Debian/Ubuntu: `apt-get install hey`; or `go install github.com/rakyll/hey@latest`)"
 
 
-async def scrape(client: Any) -> dict[str, float]:
-    """The server's own counters (Prometheus text at /metrics): batch sizes, model-call and request durations."""
+def find_hey() -> str:
+    """The `hey` executable on PATH, or a BenchError that says how to get it."""
+    path = shutil.which("hey")
+    if path is None:
+        raise BenchError(f"the service benchmark drives its load with `hey`, which is not on PATH: {INSTALL_HINT}")
+    return path
+
+
+def multipart_body(files: Sequence[tuple[str, bytes]], fields: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """A multipart/form-data body of JPEG parts `(field, bytes)` and text fields, and its Content-Type."""
+    chunks: list[bytes] = []
+    for name, value in (fields or {}).items():
+        chunks.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for index, (name, data) in enumerate(files):
+        head = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; filename="{index}.jpg"\r\n'
+        chunks.append(head.encode() + b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n")
+    chunks.append(f"--{BOUNDARY}--\r\n".encode())
+    return b"".join(chunks), f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The server's own counters (Prometheus text at /metrics): batch sizes, model-call and request durations;
+    empty for a server without /metrics (the bare upload endpoint)."""
+    import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    response = await client.get("/metrics")
+    response = httpx.get(f"{url}/metrics", timeout=REQUEST_TIMEOUT_S)
+    if response.status_code != 200:
+        return {}
     figures: dict[str, float] = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
@@ -43,82 +78,90 @@ def _server_side(before: dict[str, float], after: dict[str, float], route: str) 
     }
 
 
-async def send_one(
-    client: Any, endpoint: str, method: str, jpeg: bytes, form: dict[str, str]
-) -> tuple[float, str | None]:
-    """One request: (seconds, None) on 200, else (seconds, what went wrong), so one failure never ends a run."""
-    import httpx
-
-    start = time.perf_counter()
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system, all threads) the process `pid` has used so far, from Linux /proc; None elsewhere.
+    On a machine shared with other jobs, CPU per request is the figure their load disturbs least."""
+    if pid is None:
+        return None
     try:
-        if method == "POST":
-            files = {"image": ("person.jpg", jpeg, "image/jpeg")}
-            response = await client.post(endpoint, files=files, data=form)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hey(
+    url: str, requests: int, concurrency: int, body: bytes | None, content_type: str, max_seconds: float
+) -> tuple[list[float], list[str], float]:
+    """Run `hey` once: (seconds of each 2xx request, what went wrong with the others, wall seconds of the run)."""
+    sent = -(-max(requests, concurrency) // concurrency) * concurrency  # hey sends n // c per connection
+    command = [find_hey(), "-n", str(sent), "-c", str(concurrency), "-t", str(REQUEST_TIMEOUT_S)]
+    command += ["-o", "csv", "-disable-compression"]
+    with tempfile.NamedTemporaryFile(prefix="personid-bench-", suffix=".body") as body_file:
+        if body is not None:
+            body_file.write(body)
+            body_file.flush()
+            command += ["-m", "POST", "-T", content_type, "-D", body_file.name]
+        try:
+            done = subprocess.run(
+                [*command, url], capture_output=True, text=True, timeout=max_seconds + REQUEST_TIMEOUT_S, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"hey did not finish {requests} requests to {url} in {max_seconds:.0f} s") from exc
+    if done.returncode != 0:
+        raise BenchError(f"hey failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    latencies, errors, spans = [], [], []
+    for row in csv.DictReader(io.StringIO(done.stdout)):
+        seconds, offset, status = float(row["response-time"]), float(row["offset"]), row["status-code"]
+        spans.append((offset, offset + seconds))
+        if status.startswith("2"):
+            latencies.append(seconds)
         else:
-            response = await client.request(method, endpoint)
-    except httpx.HTTPError as exc:
-        return time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
-    elapsed = time.perf_counter() - start
-    return elapsed, None if response.status_code == 200 else f"HTTP {response.status_code} {response.text[:200]}"
+            errors.append(f"HTTP {status}")
+    if not spans:
+        raise BenchError(f"hey answered no requests to {url}: {done.stderr.strip()[-500:]}")
+    errors += ["no answer (connection error or timeout)"] * (sent - len(spans))
+    wall = max(end for _, end in spans) - min(start for start, _ in spans)
+    return latencies, errors, wall
 
 
-async def load_test(
+def load_test(
     url: str,
     endpoint: str,
-    jpegs: Sequence[bytes],
+    body: bytes | None,
+    content_type: str,
     requests: int,
     concurrency: int,
     max_seconds: float,
-    label: str,
-    method: str = "POST",
+    images: int = 1,
+    pid: int | None = None,
 ) -> dict[str, Any]:
-    """`requests` requests (POSTs carry one image) from `concurrency` workers, stopping at `max_seconds`.
+    """`requests` requests (POSTs carry `body`, `images` crops) from `concurrency` connections.
 
     `concurrency` untimed requests go first: they open the connections and warm the server's caches. Returns
-    requests/s, client-side latency percentiles and the server's own figures for the same span.
+    requests/s, images/s, client-side latency percentiles and the server's own figures for the same span (with
+    the server's process id `pid`: its CPU milliseconds per image).
     """
-    import httpx
-
-    form = {"top_k": "5"} if endpoint == "/v1/search" else {}
-    latencies: list[float] = []
-    errors: list[str] = []
-    issued = 0
-    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency + 1)
-    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
-
-        def send(index: int) -> Any:
-            return send_one(client, endpoint, method, jpegs[index % len(jpegs)], form)
-
-        async def worker() -> None:
-            nonlocal issued
-            while issued < requests and time.perf_counter() < deadline:
-                index = issued
-                issued += 1
-                elapsed, error = await send(index)
-                if error is None:
-                    latencies.append(elapsed)
-                else:
-                    errors.append(error)
-                bar.update()
-
-        await asyncio.gather(*(send(i) for i in range(concurrency)))
-        before = await scrape(client)
-        deadline = time.perf_counter() + max_seconds
-        with tqdm(total=requests, desc=label, unit="req", leave=False) as bar:
-            start = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            seconds = time.perf_counter() - start
-        after = await scrape(client)
+    hey(url + endpoint, concurrency, concurrency, body, content_type, max_seconds)
+    before, cpu_before = scrape(url), cpu_seconds(pid)
+    latencies, errors, seconds = hey(url + endpoint, requests, concurrency, body, content_type, max_seconds)
+    after, cpu_after = scrape(url), cpu_seconds(pid)
     if not latencies:
         raise BenchError(f"every request to {endpoint} failed; first error: {errors[0] if errors else 'none sent'}")
+    rps = len(latencies) / seconds
     return {
         "endpoint": endpoint,
         "concurrency": concurrency,
+        "images_per_request": images,
         "requests": len(latencies) + len(errors),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
         "seconds": seconds,
-        "rps": len(latencies) / seconds,
+        "rps": rps,
+        "images_per_s": rps * images,
+        "server_cpu_ms_per_image": 1000 * (cpu_after - cpu_before) / (len(latencies) * images)
+        if cpu_after is not None and cpu_before is not None
+        else None,
         **percentiles_ms(latencies),
         **_server_side(before, after, endpoint),
     }

@@ -48,6 +48,9 @@ def plot_service(service: dict[str, Any], path: Path) -> None:
         xs = [j + i * width for j in range(len(cells))]
         left.bar(xs, [rows[c]["rps"] if c in rows else 0 for c in cells], width, label=f"batching {tag}")
         right.bar(xs, [rows[c]["p99_ms"] if c in rows else 0 for c in cells], width, label=f"batching {tag}")
+    bare = service["bare"]["ort_images_per_s"]
+    left.axhline(bare, color="grey", ls=":", label=f"bare ORT batch 1: {bare:.0f} images/s")
+    left.axhline(0.8 * bare, color="grey", ls="--", lw=0.8, label="0.8x bare ORT (target at c=16)")
     labels = [f"{endpoint.removeprefix('/v1/')}\nc={c}" for endpoint, c in cells]
     for ax, ylabel in ((left, "requests / s (higher is better)"), (right, "p99 latency ms (lower is better)")):
         ax.set_xticks([j + width / 2 for j in range(len(cells))], labels, fontsize=8)
@@ -58,17 +61,21 @@ def plot_service(service: dict[str, Any], path: Path) -> None:
 
 
 def _plot_search_latency(ax: Any, rows: list[dict[str, Any]]) -> None:
-    for backend, mode in dict.fromkeys((r["backend"], r["mode"]) for r in rows):
-        series = sorted((r for r in rows if (r["backend"], r["mode"]) == (backend, mode)), key=lambda r: r["points"])
+    for key in dict.fromkeys((r["backend"], r["mode"], r.get("filter", "none")) for r in rows):
+        series = sorted(
+            (r for r in rows if (r["backend"], r["mode"], r.get("filter", "none")) == key), key=lambda r: r["points"]
+        )
+        backend, mode, condition = key
+        label = f"{backend} {mode}" + ("" if condition == "none" else " filtered")
         xs = [r["points"] for r in series]
-        line = ax.plot(xs, [r["p50_ms"] for r in series], marker="o", label=f"{backend} {mode} p50")[0]
+        line = ax.plot(xs, [r["p50_ms"] for r in series], marker="o", label=f"{label} p50")[0]
         ax.plot(
             xs,
             [r["p95_ms"] for r in series],
             marker="x",
             ls="--",
             color=line.get_color(),
-            label=f"{backend} {mode} p95",
+            label=f"{label} p95",
         )
     ax.axhline(TARGET_SEARCH_MS, color="grey", ls=":", label=f"target p50 {TARGET_SEARCH_MS:.0f} ms")
     ax.set(
@@ -84,10 +91,22 @@ def _plot_search_latency(ax: Any, rows: list[dict[str, Any]]) -> None:
 def _plot_fill_rates(ax: Any, rows: list[dict[str, Any]]) -> None:
     for backend in dict.fromkeys(r["backend"] for r in rows):
         series = sorted(
-            (r for r in rows if r["backend"] == backend and r["mode"] == "centroid"), key=lambda r: r["points"]
+            (
+                r
+                for r in rows
+                if r["backend"] == backend and r["mode"] == "centroid" and r.get("filter", "none") == "none"
+            ),
+            key=lambda r: r["points"],
         )
         xs = [r["points"] for r in series]
         ax.plot(xs, [r["enroll_images_per_s"] for r in series], marker="o", label=f"{backend} enroll images/s")
+        if all("bulk_enroll_images_per_s" in r for r in series):
+            ax.plot(
+                xs,
+                [r["bulk_enroll_images_per_s"] for r in series],
+                marker="^",
+                label=f"{backend} enroll images/s, 32 per call",
+            )
         ax.plot(
             xs, [r["fill_points_per_s"] for r in series], marker="s", ls="--", label=f"{backend} bulk fill points/s"
         )

@@ -99,8 +99,9 @@ def _service_parts(service: dict[str, Any], png: str) -> list[str]:
     return [
         "## 2. Service: requests/s and latency, batching on vs off",
         "A real `personid serve` (uvicorn subprocess on 127.0.0.1, embedded Qdrant in a temporary folder, "
-        f"{ENROLLED_IDENTITIES} identities enrolled) per batching setting; N one-image POSTs per row from "
-        "`httpx.AsyncClient` workers at the given concurrency, after one untimed request per worker.",
+        f"{ENROLLED_IDENTITIES} identities enrolled) per batching setting; N one-image POSTs per row from `hey` "
+        "(a Go load generator: a Python client would take as much CPU as the server) at the given concurrency, "
+        "after one untimed request per connection.",
         service_tables(service),
         f"![service load]({png})",
     ]
@@ -110,11 +111,13 @@ def _gallery_parts(gallery: dict[str, Any], png: str) -> list[str]:
     return [
         "## 3. Gallery: search and enroll vs gallery size",
         f"Filler: random unit vectors of dim {gallery['dim']}, {gallery['images_per_identity']} image points per "
-        "identity, bulk-upserted (fill time; embedded: on tmpfs, then the folder is copied to disk, see "
-        "`fill_collections`) into the collections `Gallery.open` creates; queries: real model "
-        "embeddings of synthetic crops through `Gallery.search` (top 5); enroll: `Gallery.enroll` of new "
-        f"{gallery['images_per_identity']}-image identities into the filled gallery (embedded: each point is "
-        "one SQLite commit). Searches and enrolls stop after the time budget once 3 are timed (`searches`).",
+        "identity with two attribute heads, bulk-upserted through the gallery's engine into the collections "
+        "`Gallery.open` creates (fill time), then the HNSW index built (embedded: `personid gallery optimize`, "
+        "index build time), then the gallery closed and reopened (open time, RSS after the searches: the whole "
+        "benchmark process). Queries: real model embeddings of synthetic crops through `Gallery.search` (top 5), "
+        "without and with an attribute filter that selects one identity in 16; enroll: `Gallery.enroll` of new "
+        "identities of 1, 4 and 32 images into the filled gallery. Searches and enrolls stop after the time "
+        "budget once 3 are timed (`searches`).",
         gallery_table(gallery),
         *gallery["notes"],
         f"![gallery]({png})",
@@ -125,9 +128,14 @@ def render_markdown(results: dict[str, Any], pngs: dict[str, str]) -> str:
     """docs/benchmarks.md: command, machine, model, targets, then one part per section with its figure."""
     parts = _header_parts(results)
     sections = {"model": _model_parts, "service": _service_parts, "gallery": _gallery_parts}
+    measured = results.get("measured", {})
     for section, render in sections.items():
         if section in results:
-            parts += render(results[section], pngs[section])
+            part = render(results[section], pngs[section])
+            if section in measured and measured[section]["date"] != results["date"]:
+                when = measured[section]
+                part.insert(1, f"Kept from an earlier run: measured {when['date']} by `{when['command']}`.")
+            parts += part
     if results["notes"]:
         parts += ["## Notes", "\n".join(f"- {note}" for note in results["notes"])]
     return "\n\n".join(parts) + "\n"
@@ -143,12 +151,52 @@ def _kept_memory_section(path: Path) -> str:
     return "\n" + SECTION_START + text.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0] + SECTION_END + "\n"
 
 
+# A key each section's results have in the current format: an earlier run's section without it is not kept (the
+# tables of this version could not render it), so that section is simply missing until it is rerun.
+CURRENT_FORMAT = {"model": "rows", "service": "batch_request", "gallery": "rows"}
+
+
+def output_prefix(out: Path) -> Path:
+    """`out` as the prefix of the outputs: docs/benchmarks or docs/benchmarks.md -> docs/benchmarks."""
+    return out.with_suffix("") if out.suffix == ".md" else out
+
+
+def keep_other_sections(results: dict[str, Any], out: Path, sections: tuple[str, ...]) -> list[str]:
+    """Carry the sections this run did not measure over from the previous PREFIX.json (a `--sections service`
+    rerun must not drop the model and gallery figures), each with the date and command that measured it, and that
+    run's notes. Returns the sections kept."""
+    path = output_prefix(out).with_suffix(".json")
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    measured = results.setdefault("measured", {})
+    for section in sections:
+        measured[section] = {"date": results["date"], "command": results["command"]}
+    kept = [
+        s
+        for s in ("model", "service", "gallery")
+        if s not in sections and isinstance(previous.get(s), dict) and CURRENT_FORMAT[s] in previous[s]
+    ]
+    for section in kept:
+        results[section] = previous[section]
+        measured[section] = previous.get("measured", {}).get(
+            section, {"date": previous.get("date", "unknown"), "command": previous.get("command", "unknown")}
+        )
+    if kept:
+        results["notes"] += [
+            note if note.startswith("From an earlier run") else f"From an earlier run ({previous.get('date')}): {note}"
+            for note in previous.get("notes", [])
+        ]
+    return kept
+
+
 def write_outputs(results: dict[str, Any], out: Path) -> None:
     """PREFIX.md, PREFIX.json and PREFIX_<section>.png for `out` = PREFIX (or PREFIX.md); the markdown to stdout."""
     import matplotlib
 
     matplotlib.use("Agg")
-    prefix = out.with_suffix("") if out.suffix == ".md" else out
+    prefix = output_prefix(out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     plotters = {"model": plot_model, "service": plot_service, "gallery": plot_gallery}
     pngs = {}

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from fastapi import FastAPI, UploadFile
+
 from bench.measure import BenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +95,9 @@ def served(
 
 
 @contextlib.contextmanager
-def running_server(onnx_path: Path, folder: Path, threads: int, batching: bool) -> Iterator[str]:
-    """A real `personid serve` in a subprocess on a free port (embedded Qdrant in `folder`); yields its URL.
+def running_server(onnx_path: Path, folder: Path, threads: int, batching: bool) -> Iterator[tuple[str, int]]:
+    """A real `personid serve` in a subprocess on a free port (embedded Qdrant in `folder`); yields its URL and
+    process id.
 
     The server's environment has no PERSONID_* variables: only the options given here configure it.
     """
@@ -102,5 +105,33 @@ def running_server(onnx_path: Path, folder: Path, threads: int, batching: bool) 
     tag = "on" if batching else "off"
     command = serve_command(onnx_path, folder / f"qdrant-{tag}", port, threads, batching)
     url = f"http://{HOST}:{port}"
-    with served(command, url, folder / f"server-batching-{tag}.log"):
-        yield url
+    with served(command, url, folder / f"server-batching-{tag}.log") as process:
+        yield url, process.pid
+
+
+def bare_upload_app() -> FastAPI:
+    """The floor of the service's HTTP cost: a FastAPI endpoint that only reads one multipart upload (same
+    uvicorn, same parser), with a /readyz for `served`. Run by `running_bare_upload` as a uvicorn factory."""
+    app = FastAPI()
+
+    @app.post("/upload")
+    async def upload(image: UploadFile) -> dict[str, int]:
+        return {"bytes": len(await image.read())}
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ready"}
+
+    return app
+
+
+@contextlib.contextmanager
+def running_bare_upload(folder: Path) -> Iterator[tuple[str, int]]:
+    """`bare_upload_app` under uvicorn in a subprocess on a free port, as `personid serve` runs; yields its URL and
+    process id."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bench.server:bare_upload_app", "--factory"]
+    command += ["--host", HOST, "--port", str(port), "--log-level", "warning"]
+    url = f"http://{HOST}:{port}"
+    with served(command, url, folder / "server-bare-upload.log") as process:
+        yield url, process.pid

@@ -11,11 +11,15 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("app.cli", "run the HTTP service (ONNX Runtime + Qdrant)"),
+    "gallery": ("app.gallery_cli", "back up, restore, index or inspect the gallery (no model, no torch)"),
     "synth": ("synth.cli", "generate a synthetic Market-1501-format pedestrian dataset"),
     "data": ("training.data.stats", "dataset tools: `personid data stats DIR`"),
     "train": ("training.train", "train the multi-task model from a YAML config"),
+    "ablate": ("training.ablation", "train config variants x seeds, score in-domain and on proxies, write a table"),
     "eval": ("training.evaluation.evaluate", "evaluate a checkpoint or an ONNX model (JSON on stdout)"),
+    "proxy": ("training.evaluation.proxy", "score a model on a held-out-style proxy set (re-id, per-head attributes)"),
     "export": ("training.export.exporter", "export a checkpoint to ONNX with its manifest"),
+    "peer": ("training.peer", "train and score torchreid's plain recipe on a generated set (the peer row)"),
     "bench": ("bench.cli", "benchmark model, service and gallery"),
 }
 

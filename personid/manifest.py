@@ -145,6 +145,25 @@ class OutputsSpec(_Strict):
     attributes: AttributesSpec
 
 
+class CalibrationSpec(_Strict):
+    """How the graph's attribute probabilities were calibrated (`personid export --calibrate-on`); absent when they
+    were not. The temperatures are already inside the graph: readers never apply them again."""
+
+    method: Literal["temperature"] = "temperature"
+    temperatures: dict[str, float]  # head name -> T; each head's logits are divided by T before softmax / sigmoid
+    fitted_on: str = Field(min_length=1)  # the held-out data the temperatures were fitted on
+    ece_before: float | None = None  # mean ECE over heads on the held-out check half, before and after
+    ece_after: float | None = None
+    details: dict[str, Any] | None = None  # per-head figures, image counts, bins
+
+    @model_validator(mode="after")
+    def _positive_temperatures(self) -> CalibrationSpec:
+        bad = {name: t for name, t in self.temperatures.items() if not t > 0}
+        if bad:
+            raise ValueError(f"temperatures must be positive, got {bad}")
+        return self
+
+
 class Manifest(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
     model_id: str = Field(min_length=1)
@@ -160,6 +179,7 @@ class Manifest(_Strict):
     training: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None  # null when exported with --no-verify
+    calibration: CalibrationSpec | None = None  # null: the probabilities are the model's own, uncalibrated
 
     @model_validator(mode="after")
     def _groups_name_heads(self) -> Manifest:
@@ -168,6 +188,9 @@ class Manifest(_Strict):
         unknown = sorted(set(grouped) - heads)
         if unknown:
             raise ValueError(f"groups name heads that do not exist: {unknown}")
+        calibrated = sorted(set(self.calibration.temperatures) - heads) if self.calibration else []
+        if calibrated:
+            raise ValueError(f"calibration names heads that do not exist: {calibrated}")
         return self
 
     @property

@@ -11,6 +11,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageFilter
 
+from personid.imaging import PERSON_SCALE
 from synth.seeds import seeded_rng
 
 SUPERSAMPLE = 2  # draw at 2x and box-downsample: cheap anti-aliasing for Pillow's aliased primitives
@@ -45,7 +46,7 @@ def camera(seed: int, index: int) -> Camera:
     return Camera(
         index=index,
         view_weights=(weights[0], weights[1], weights[2]),
-        scale=float(rng.uniform(0.80, 0.92)),
+        scale=float(rng.uniform(*PERSON_SCALE)),
         gain=float(rng.uniform(0.82, 1.12)),
         white_balance=(float(wb[0]), float(wb[1]), float(wb[2])),
         contrast=float(rng.uniform(0.85, 1.08)),

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from synth.realism import FACTORS, realism_options
 from synth.sheet import contact_sheet
 from synth.writer import generate
 
@@ -27,9 +28,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--contact-sheet", type=Path, default=None, help="also write this PNG grid of identities")
+    parser.add_argument(
+        "--realism",
+        default="none",
+        help=f"realism factors: 'all', 'none' (the classic style) or a comma list of {', '.join(FACTORS)}",
+    )
+    parser.add_argument("--without", default="", help="factors to leave out of --realism (comma list)")
+    parser.add_argument("--heldout-style", action="store_true", help="draw from the held-out style families")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
+        chosen = realism_options(args.realism).enabled()
+        dropped = realism_options(args.without).enabled()
+        switches = {k: True for k in chosen if k not in dropped} | (
+            {"heldout_style": True} if args.heldout_style else {}
+        )
         summary = generate(
             args.out,
             args.identities,
@@ -41,6 +54,7 @@ def main(argv: list[str]) -> int:
             args.height,
             args.width,
             progress=not args.no_progress,
+            realism=switches,
         )
     except ValueError as exc:
         print(f"personid synth: {exc}", file=sys.stderr)

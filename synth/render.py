@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from personid.imaging import FEET_AT
 from synth.camera import SUPERSAMPLE, camera, finish
 from synth.figure import VIEWS, draw_person, shade
 from synth.identity import identity, sample_person
+from synth.realism import OFF, Realism
 from synth.scene import street
 from synth.seeds import seeded_rng
 
@@ -33,6 +35,7 @@ class Job:
     seed: int
     height: int
     width: int
+    realism: Realism = OFF
 
 
 def _occluder(img: Image.Image, rng: np.random.Generator) -> None:
@@ -62,6 +65,10 @@ def _occluder(img: Image.Image, rng: np.random.Generator) -> None:
 
 def render(job: Job) -> tuple[Image.Image, int]:
     """The image of one job and its JPEG quality, deterministic in the job's fields."""
+    if job.realism.any:
+        from synth.realistic import render_realistic  # it builds on this module's classic pieces
+
+        return render_realistic(job)
     rng = seeded_rng(job.seed, 4 + job.kind, job.pid + 1, job.camera, job.index)
     cam = camera(job.seed, job.camera)
     img = street(job.seed, job.camera, job.width * SUPERSAMPLE, job.height * SUPERSAMPLE, rng)
@@ -70,7 +77,7 @@ def render(job: Job) -> tuple[Image.Image, int]:
         person = identity(job.seed, job.pid)
         view = str(rng.choice(VIEWS, p=cam.view_weights))
         ph = h * cam.scale * person.stature * rng.uniform(0.95, 1.05)
-        foot = h * rng.uniform(0.94, 0.99)
+        foot = h * rng.uniform(*FEET_AT)
         cx = w / 2 + w * rng.uniform(-0.06, 0.06)
         mirror = view == "side" and rng.random() < 0.5
         draw_person(img, person, view, float(rng.uniform(0, 2 * math.pi)), cx, foot, ph)

@@ -15,6 +15,23 @@ import yaml
 
 
 @dataclass
+class AugmentConfig:
+    """Photometric and camera augmentations (training only), each off at 0: they teach the model to ignore the
+    style of the generated images (flat colours, sharp edges, full resolution) that real crops lack. Hue is never
+    jittered: upper / lower colour are labels."""
+
+    color_jitter: float = 0.0  # strength of brightness / contrast / saturation jitter (hue untouched)
+    color_jitter_p: float = 0.8
+    greyscale: float = 0.0  # probability per image; the colour heads' targets become unknown (-1) for it
+    blur: float = 0.0  # probability of a Gaussian blur
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 1.5])
+    jpeg: float = 0.0  # probability of a JPEG re-encoding
+    jpeg_quality: list[int] = field(default_factory=lambda: [30, 95])
+    low_res: float = 0.0  # probability of a downscale then upscale back (a small, soft person)
+    low_res_scale: list[float] = field(default_factory=lambda: [0.3, 0.8])
+
+
+@dataclass
 class DataConfig:
     path: str = "data/synth"
     kind: str = "auto"
@@ -28,6 +45,7 @@ class DataConfig:
     attributes: str | None = None  # the .mat attribute file when it is not where the loader looks
     eval_batch_size: int = 64
     random_erasing: float = 0.5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     # Keyword arguments of synth.generate, used when `path` does not exist yet.
@@ -49,6 +67,17 @@ class ModelConfig:
     freeze_stages: int = 0
     # Horizontal stripes of the feature map pooled for the attribute head, besides the global vector (0 = none).
     attr_parts: int = 0
+    # What the exported embedding is: "bnneck" (the BatchNorm'd feature, Bag of Tricks) or "feature" (before the
+    # BNNeck: with embedding_dim 0 the pooled backbone feature, which transfers best to real crops, issue 12).
+    embedding_from: str = "bnneck"
+    # Scale of the attribute losses' gradient into the backbone (1 = plain multi-task, 0 = heads on a detached
+    # feature): how hard the attribute tasks may pull the shared features.
+    attr_backbone_grad: float = 1.0
+    # MixStyle (Zhou et al., ICLR 2021) after these backbone children (indices into the feature extractor, e.g.
+    # [3, 6]); training only, identity in eval and in the exported graph.
+    mixstyle_after: list[int] = field(default_factory=list)
+    mixstyle_p: float = 0.5
+    mixstyle_alpha: float = 0.1
 
 
 @dataclass
@@ -84,12 +113,22 @@ class AttributeLossConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Feature distillation from the frozen pretrained (ImageNet) backbone: keeps what the student knows about real
+    images while it learns generated people. Fixed weight, outside DTP."""
+
+    weight: float = 0.0
+    kind: str = "cosine"  # "cosine": 1 - cos(student, teacher) of the pooled features; "l2": mean squared error
+
+
+@dataclass
 class LossConfig:
     id: IdLossConfig = field(default_factory=IdLossConfig)
     ctl: CtlConfig = field(default_factory=CtlConfig)
     center: CenterConfig = field(default_factory=CenterConfig)
     island: IslandConfig = field(default_factory=IslandConfig)
     attributes: AttributeLossConfig = field(default_factory=AttributeLossConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass
@@ -115,6 +154,7 @@ class OptimConfig:
     cosine: bool = True
     min_lr_factor: float = 0.01
     head_lr_mult: float = 1.0
+    backbone_lr_mult: float = 1.0  # < 1 keeps the pretrained backbone closer to its ImageNet weights
     grad_clip: float = 0.0
 
 
@@ -159,14 +199,19 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     return _build(TrainConfig, values or {}, "")
 
 
-def _set(values: dict[str, Any], dotted: str, raw: str) -> None:
+def set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `values[a][b][c] = value` for `dotted` = "a.b.c", creating sections as needed (in place)."""
     keys = dotted.split(".")
     node = values
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ValueError(f"--set {dotted}: {key} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw)
+    node[keys[-1]] = value
+
+
+def _set(values: dict[str, Any], dotted: str, raw: str) -> None:
+    set_dotted(values, dotted, yaml.safe_load(raw))
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:

@@ -110,7 +110,7 @@ def test_every_accepted_format_works(client: TestClient, fmt: str) -> None:
 
 def test_body_far_over_the_limit_is_refused(client: TestClient) -> None:
     huge = b"\0" * (MAX_UPLOAD + 2 * FORM_OVERHEAD_BYTES)
-    body = assert_problem(client.post("/v1/attributes", files={"image": image_file(huge)}), 413)
+    body = assert_problem(client.post("/v1/frames", files={"frame": image_file(huge)}), 413)  # one upload
     # refused by BodyLimitMiddleware on its Content-Length, before FastAPI reads a byte of it
     assert body["type"] == "urn:personid:problem:body-too-large"
     assert body["detail"] == f"the request body is larger than {MAX_UPLOAD + FORM_OVERHEAD_BYTES} bytes"
@@ -122,7 +122,7 @@ def test_streamed_body_is_cut_off_once_over_the_limit(client: TestClient) -> Non
     chunk = 64 * 1024
     pulled = 0
     preamble = (
-        b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="frame"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
     )
     messages: list[dict[str, Any]] = []
 
@@ -137,7 +137,7 @@ def test_streamed_body_is_cut_off_once_over_the_limit(client: TestClient) -> Non
 
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/attributes", "raw_path": b"/v1/attributes", "root_path": "", "query_string": b"",
+        "path": "/v1/frames", "raw_path": b"/v1/frames", "root_path": "", "query_string": b"",
         "headers": [(b"host", b"test"), (b"content-type", b"multipart/form-data; boundary=XyZ")],
         "client": ("127.0.0.1", 1), "server": ("test", 80),
     }  # fmt: skip

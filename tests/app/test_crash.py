@@ -22,8 +22,9 @@ from typing import Any, Literal
 import httpx
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient
 
+from app.gallery_edge import EdgeStore, edge_folder
+from app.gallery_store import Kind, StoredPoint, scroll_all
 from app.settings import Settings
 from tests.app.conftest import image_file, person_image, serving, start_server
 
@@ -214,13 +215,8 @@ def check_through_the_api(url: str, writers: list[Writer]) -> dict[str, list[str
     return {identity_id: item["image_ids"] for identity_id, item in listed.items()}
 
 
-def _scroll(client: QdrantClient, collection: str) -> dict[str, Any]:
-    points, offset = {}, None
-    while True:
-        batch, offset = client.scroll(collection, limit=1000, offset=offset, with_payload=True, with_vectors=True)
-        points.update({str(point.id): point for point in batch})
-        if offset is None:
-            return points
+def _scroll(store: EdgeStore, kind: Kind) -> dict[str, StoredPoint]:
+    return {point.id: point for point in scroll_all(store, kind, vectors=True)}
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -229,12 +225,12 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 def check_the_folder(folder: Path, listed: dict[str, list[str]]) -> None:
     """Read the stopped server's folder directly: records and image points agree, centroids follow their images."""
-    client = QdrantClient(path=str(folder))
+    store = EdgeStore(edge_folder(folder, COLLECTION))
     try:
-        records = _scroll(client, f"{COLLECTION}_identities")
-        points = _scroll(client, COLLECTION)
+        records = _scroll(store, "identities")
+        points = _scroll(store, "images")
     finally:
-        client.close()
+        store.close()
     by_identity = {record.payload["identity_id"]: record for record in records.values()}
     assert {k: r.payload["image_ids"] for k, r in by_identity.items()} == listed
     owners = {point_id: point.payload["identity_id"] for point_id, point in points.items()}

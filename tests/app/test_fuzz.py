@@ -12,6 +12,10 @@ Documented exceptions (`EXCEPTIONS`), each dropped by a `filter_failure` hook an
   holding JSON, declared so (`contentMediaType: application/json`, `contentSchema`), but schemathesis generates
   any JSON value there and does not follow `contentSchema`; and what the code also checks, the model's heads
   and labels for `filter`, the size and depth limits of `metadata`, a string schema cannot carry.
+- `one-image-field`: a request with both `image` and `images` refused with 422 naming `images`. The forms of
+  the model endpoints declare `oneOf: [{required: [image]}, {required: [images]}]`, which schemathesis does not
+  apply to multipart bodies (it draws each property on its own).
+- `json-text` covers `boxes` of /v1/frames too: text holding a JSON array of boxes checked against the frame.
 - `wire-valid`: a schema-invalid request accepted, whose multipart body, read part by part as the service reads
   it, is valid. Multipart carries text: a `null`, number, boolean or empty array generated for a text field
   arrives as its spelling or not at all (`null` is a fine identity id, the string "0" a fine `min_score`), and
@@ -48,7 +52,7 @@ KEY = "fuzz-key"
 MAX_EXAMPLES = 300
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/bmp": "BMP",
            "image/tiff": "TIFF", "image/gif": "GIF"}  # fmt: skip
-JSON_TEXT_FIELDS = {"metadata", "filter"}
+JSON_TEXT_FIELDS = {"metadata", "filter", "boxes"}
 
 
 @st.composite
@@ -68,6 +72,14 @@ def json_text_refused(failure: Any, case: Any, response: Any) -> bool:
         return False
     fields = {error.get("field") for error in response.json().get("errors", [])}
     return bool(fields) and fields <= JSON_TEXT_FIELDS
+
+
+def both_image_fields(failure: Any, case: Any, response: Any) -> bool:
+    """`one-image-field` (module docstring): `image` and `images` sent together, refused naming `images`."""
+    if "positive_data_acceptance" not in failure.checks or response.status_code != 422:
+        return False
+    both = isinstance(case.body, dict) and {"image", "images"} <= set(case.body)
+    return both and {error.get("field") for error in response.json().get("errors", [])} == {"images"}
 
 
 def valid_on_the_wire(failure: Any, case: Any, response: Any) -> bool:
@@ -109,6 +121,7 @@ def json_readings(text: str) -> list[Any]:
 
 EXCEPTIONS: dict[str, Callable[[Any, Any, Any], bool]] = {
     "json-text": json_text_refused,
+    "one-image-field": both_image_fields,
     "wire-valid": valid_on_the_wire,
 }
 

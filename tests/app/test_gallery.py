@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from qdrant_client import models
 
 from app.gallery import (
     Gallery,
@@ -19,6 +20,7 @@ from app.gallery import (
     ModelMismatch,
     aggregate_attributes,
 )
+from app.gallery_edge import IN_USE, edge_folder
 from app.settings import Settings
 from bench.search_modes import synthetic_clusters
 
@@ -168,9 +170,10 @@ def test_points_left_by_a_killed_write_are_swept_at_open(tmp_path: Path) -> None
     for owner in ("erin", "frank"):  # an unlisted image of a known identity, and one of an identity never recorded
         identity = {"identity_id": owner, "name": None, "metadata": {}, "created_at": "2020-01-01T00:00:00.000Z"}
         points = gallery._image_points(identity, _unit(rng.normal(size=(1, DIM))), ["lost"], [_attrs()], "t", None)
-        gallery._client.upsert("persons", points, wait=True)
+        gallery.store.upsert("images", points)
     assert gallery.count() == {"identities": 1, "images": 4}
     gallery.close()
+    (edge_folder(tmp_path, "persons") / IN_USE).write_text("1")  # as a process killed before its close leaves it
     gallery = Gallery.open(_settings(tmp_path), DIM, MODEL)
     assert gallery.count() == {"identities": 1, "images": 2}
     assert gallery.count_points("frank") == 0
@@ -298,7 +301,7 @@ def test_metadata_is_stored_once_on_the_record(gallery: Gallery) -> None:
     rng = np.random.default_rng(8)
     _enroll(gallery, "meta", _unit(rng.normal(size=(2, DIM))), metadata={"blob": "x" * 1000})
     gallery.add_images("meta", _unit(rng.normal(size=(3, DIM))), ["c", "d", "e"], [_attrs()] * 3)
-    points, _ = gallery._client.scroll("persons", limit=100, with_payload=True)
+    points, _ = gallery.store.scroll("images", 100)
     assert len(points) == 5 and not any("metadata" in point.payload for point in points)
     assert gallery.get("meta").metadata == {"blob": "x" * 1000}
 
@@ -308,7 +311,8 @@ def test_points_of_older_versions_with_metadata_still_work(gallery: Gallery) -> 
     rng = np.random.default_rng(9)
     vectors = _unit(rng.normal(size=(2, DIM)))
     _enroll(gallery, "older", vectors, metadata={"team": "x"})
-    gallery._client.set_payload("persons", {"metadata": {"team": "x"}}, points=_identity_filter_of("older"), wait=True)
+    points, _ = gallery.store.scroll("images", 100, vectors=True)
+    gallery.store.upsert("images", [replace(p, payload={**p.payload, "metadata": {"team": "x"}}) for p in points])
     for mode in ("centroid", "groups"):
         gallery.search_mode = mode
         assert gallery.search(vectors[0], top_k=1)[0].identity_id == "older"
@@ -316,10 +320,6 @@ def test_points_of_older_versions_with_metadata_still_work(gallery: Gallery) -> 
     assert gallery.get("older").metadata == {"team": "x"} and len(gallery.get("older").image_ids) == 3
     gallery.delete("older")
     assert gallery.count() == {"identities": 0, "images": 0}
-
-
-def _identity_filter_of(identity_id: str) -> models.Filter:
-    return models.Filter(must=[models.FieldCondition(key="identity_id", match=models.MatchValue(value=identity_id))])
 
 
 @pytest.mark.parametrize(
@@ -357,3 +357,20 @@ def test_dot_segment_identity_ids_are_refused(gallery: Gallery, identity_id: str
     with pytest.raises(InvalidArgument, match="path normalisation"):
         _enroll(gallery, identity_id, _unit(np.random.default_rng(11).normal(size=(1, DIM))))
     assert gallery.count() == {"identities": 0, "images": 0}
+
+
+def test_open_asks_for_the_index_build_instead_of_blocking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An HNSW build holds the process for minutes: the open only says that `personid gallery optimize` is due."""
+    gallery = Gallery.open(_settings(tmp_path), DIM, MODEL)
+    _enroll(gallery, "a", _unit(np.random.default_rng(12).normal(size=(4, DIM))))
+    gallery.close()
+    monkeypatch.setattr("app.gallery.REINDEX_AT", 3)
+    with caplog.at_level(logging.WARNING):
+        gallery = Gallery.open(_settings(tmp_path), DIM, MODEL)
+    try:
+        assert gallery.store.unindexed() == 5, "nothing was built at open"
+        assert any("personid gallery optimize" in record.getMessage() for record in caplog.records)
+    finally:
+        gallery.close()

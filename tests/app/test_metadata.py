@@ -15,16 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from qdrant_client import QdrantClient, models
 
 from app.forms import attribute_filter, json_object, metadata_object
-from app.gallery import identity_point_id
+from app.gallery import unit
 from app.main import create_app
 from app.problems import Problem
 from app.settings import Settings
+from personid.manifest import load_manifest
 from tests.app.conftest import assert_problem, image_file, person_image, serving
+from tests.app.local_mode import write_local_mode_gallery
 
 DEEP_OBJECT_400 = '{"a":' * 400 + "1" + "}" * 400
 DEEP_ARRAY_100K = "[" * 100_000 + "]" * 100_000
@@ -136,22 +138,14 @@ BAD_STORED = [
 def test_metadata_stored_badly_by_an_older_version_still_reads(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture, case: str, metadata: Any
 ) -> None:
-    """Written past the service with the Qdrant client, as an older version stored it: list and get answer
-    200 for everyone (that identity's metadata as {}, named in the log), and it can still be deleted."""
+    """Written as an older version stored it (qdrant-client's local mode, migrated at the first open): list and
+    get answer 200 for everyone (that identity's metadata as {}, named in the log), and it can still be deleted."""
     settings = make_settings()
-    with TestClient(create_app(settings)) as client:
-        assert _enroll(client, identity_id="old", metadata='{"fine": 1}').status_code == 201
-        assert _enroll(client, identity_id="other", metadata='{"fine": 2}').status_code == 201
-    raw = QdrantClient(path=str(settings.qdrant_path))
-    try:
-        raw.set_payload(
-            f"{settings.collection}_identities",
-            {"metadata": metadata},
-            points=models.PointIdsList(points=[identity_point_id("old")]),
-            wait=True,
-        )
-    finally:
-        raw.close()
+    manifest = load_manifest(settings.model_path)
+    rng = np.random.default_rng(0)
+    vectors = {key: unit(rng.normal(size=(2, manifest.outputs.embedding.dim))) for key in ("old", "other")}
+    metadata_of = {"old": metadata, "other": {"fine": 2}}
+    write_local_mode_gallery(settings.qdrant_path, settings.collection, manifest.model_id, vectors, metadata_of)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client, caplog.at_level(logging.WARNING):
         listed = client.get("/v1/identities")
         assert listed.status_code == 200, listed.text
@@ -165,7 +159,7 @@ def test_metadata_stored_badly_by_an_older_version_still_reads(
         )
         assert client.delete("/v1/identities/old").status_code == 204
         assert client.get("/v1/identities").json()["items"][0]["identity_id"] == "other"
-    assert any("'old'" in record.getMessage() and "stored metadata" in record.getMessage() for record in caplog.records)
+    assert any("'old'" in record.getMessage() and "metadata" in record.getMessage() for record in caplog.records)
 
 
 def test_hostile_json_keeps_a_real_server_and_its_connection(model_path: Path, tmp_path: Path) -> None:

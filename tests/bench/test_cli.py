@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,9 @@ def positive(value: float) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("hey") is None, reason="the service section drives load with `hey` (apt-get install hey)"
+)
 def test_quick_bench_writes_sane_tables_figures_and_markdown(tiny_model: tuple[Path, Path], tmp_path: Path) -> None:
     checkpoint, onnx_path = tiny_model
     out = tmp_path / "docs" / "benchmarks"
@@ -85,6 +89,10 @@ def test_quick_bench_writes_sane_tables_figures_and_markdown(tiny_model: tuple[P
         assert positive(r["server_ms"]) and positive(r["model_call_ms"]) and r["mean_batch"] >= 1
     assert {"on", "off"} == set(service["overhead"])
     assert all(positive(v) for v in service["bare"].values())
+    assert service["upload_floor"]["errors"] == 0 and positive(service["upload_floor"]["p50_ms"])
+    batch = service["batch_request"]
+    assert batch["errors"] == 0 and batch["images_per_request"] == 32 and batch["mean_batch"] == 8, "max_batch_size"
+    assert batch["images_per_s"] == pytest.approx(32 * batch["rps"])
 
     gallery = results["gallery"]["rows"]
     assert {(r["points"], r["mode"]) for r in gallery} == {(p, m) for p in (100, 400) for m in ("centroid", "groups")}
@@ -95,7 +103,10 @@ def test_quick_bench_writes_sane_tables_figures_and_markdown(tiny_model: tuple[P
     statuses = {t["target"]: t["status"] for t in results["targets"]}
     assert set(statuses.values()) <= {"met", "missed", "not measured"}
     assert statuses["ORT fp32 vs PyTorch eager, batch 1"] in {"met", "missed"}
-    assert statuses["gallery search p50, 20k points embedded, centroid mode"] == "not measured"  # 20k not in sizes
+    # the gallery targets are judged at 100k points or more, not in these sizes
+    assert statuses["gallery search p50 (embedded, largest size >= 100k points), centroid mode, no filter"] == (
+        "not measured"
+    )
 
     for section in ("model", "service", "gallery"):
         png = out.parent / f"benchmarks_{section}.png"

@@ -63,7 +63,7 @@ def test_serve_extra_installs_and_imports_without_torch(tmp_path: Path) -> None:
 
     installed = json.loads(_run([str(python), "-m", "pip", "list", "--format=json"], cwd=tmp_path).stdout)
     names = {item["name"].lower() for item in installed}
-    assert {"fastapi", "onnxruntime", "qdrant-client", "uvicorn"} <= names
+    assert {"fastapi", "onnxruntime", "qdrant-client", "qdrant-edge-py", "uvicorn"} <= names
     assert not names & {"torch", "torchvision"}, "the serve extra pulled torch"
 
     # cwd=tmp_path: the installed package is imported, not the repository's folders.

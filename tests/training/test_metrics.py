@@ -265,6 +265,14 @@ def test_attribute_metrics_hand_case() -> None:
     assert got["per_attribute"]["gender"]["accuracy"] == pytest.approx(0.5)
     assert got["per_head_accuracy"] == {"color": pytest.approx(0.75), "gender": pytest.approx(0.5), "hat": None}
     assert got["average_accuracy"] == pytest.approx(0.625)
+    # balanced: color recalls 1, 1, 1/2 over its three classes; a constant "red" would score 1/3, not 1/4
+    assert got["per_head_balanced_accuracy"] == {
+        "color": pytest.approx(5 / 6),
+        "gender": pytest.approx(0.5),
+        "hat": None,
+    }
+    constant = attribute_metrics(np.tile(probs[:1], (5, 1)), targets, HEADS)
+    assert constant["per_head_balanced_accuracy"]["color"] == pytest.approx(1 / 3)
     # color.red: positives {0} predicted {0, 3}: recall 1, negative recall 2/3; precision 1/2
     assert got["per_attribute"]["color.red"]["mA"] == pytest.approx((1 + 2 / 3) / 2)
     assert got["per_attribute"]["color.red"]["precision"] == pytest.approx(0.5)

@@ -29,7 +29,7 @@ def test_forward_shapes_train_and_eval(backbone: str) -> None:
     model = PersonModel(7, SCHEMA, backbone=backbone, pretrained=None, embedding_dim=48)
     x = torch.randn(4, 3, 64, 32)
     out = model.train()(x)
-    assert set(out) == {"feature", "embedding", "id_logits", "attr_logits"}
+    assert set(out) == {"pooled", "feature", "embedding", "id_logits", "attr_logits"}
     assert out["feature"].shape == out["embedding"].shape == (4, 48)
     assert out["id_logits"].shape == (4, 7)
     assert out["attr_logits"].shape == (4, SCHEMA.num_outputs) == (4, 30)

@@ -8,10 +8,13 @@ Tasks for DTP (each with a KPI in [0, 1] measured on the batch):
 - one task per attribute head; KPI = the head's batch accuracy (balanced accuracy with `dtp.balanced_kpi`).
   Each head's loss is divided by the number of heads so that, with unit weights, all attributes together weigh
   `loss.attributes.weight` (APR averages them).
+Outside DTP, at a fixed weight: feature distillation from a frozen copy of the pretrained backbone
+(`loss.distill`), which keeps the ImageNet features that transfer to real crops.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -31,7 +34,7 @@ from torch.utils.data import DataLoader
 from training.config import OptimConfig, TrainConfig, save_config
 from training.data.datasets import ReidDataset, ReidSplit, load_dataset
 from training.data.sampler import RandomIdentitySampler
-from training.data.transforms import build_train_transform
+from training.data.transforms import build_train_transform, colour_heads, greyscale_batch
 from training.engine.checkpoint import load_training_state
 from training.engine.dtp import DynamicTaskPrioritization, batch_rank1, classification_accuracy
 from training.engine.hooks import HookBase, default_hooks
@@ -43,6 +46,7 @@ from training.modeling.losses import (
     IslandLoss,
     attribute_accuracy,
     center_parameters,
+    feature_distillation,
     rescale_center_grads,
 )
 from training.modeling.model import PersonModel, build_model
@@ -98,7 +102,7 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, cfg: OptimConfig) 
 
 
 def build_optimizer(model: PersonModel, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Backbone at `lr`, the new layers (neck, classifier, heads, ARM) at `lr * head_lr_mult`;
+    """Backbone at `lr * backbone_lr_mult`, the new layers (neck, classifier, heads, ARM) at `lr * head_lr_mult`;
     no weight decay on 1-d parameters (BatchNorm, biases, GeM's p), as usual."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = defaultdict(list)
     for name, param in model.named_parameters():
@@ -107,7 +111,7 @@ def build_optimizer(model: PersonModel, cfg: OptimConfig) -> torch.optim.Optimiz
     param_groups = [
         {
             "params": params,
-            "lr": cfg.lr * (1.0 if is_backbone else cfg.head_lr_mult),
+            "lr": cfg.lr * (cfg.backbone_lr_mult if is_backbone else cfg.head_lr_mult),
             "weight_decay": 0.0 if no_decay else cfg.weight_decay,
         }
         for (is_backbone, no_decay), params in groups.items()
@@ -208,7 +212,7 @@ def build_loader(
     d = cfg.data
     train_set = ReidDataset(
         split.train,
-        build_train_transform(d.height, d.width, erase_p=d.random_erasing, mean=d.mean, std=d.std),
+        build_train_transform(d.height, d.width, erase_p=d.random_erasing, mean=d.mean, std=d.std, augment=d.augment),
         pid_to_label,
         num_heads=len(split.schema.heads),
     )
@@ -320,6 +324,8 @@ class Trainer:
         self.loader, self.sampler = build_loader(cfg, self.split, pid_to_label, self.ddp, self.device)
         self.model = build_model(cfg.model, self.num_classes, self.split.schema).to(self.device)
         self.net: nn.Module = self.model
+        self.teacher = build_teacher(self.model) if cfg.loss.distill.weight > 0 else None
+        self.colour_heads = colour_heads(self.split.schema.heads)
         self.criterion = Criterion(cfg, self.num_classes, self.model.embedding_dim, self.split).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.centers, self.center_optimizer = build_center_optimizer(cfg, self.criterion)
@@ -421,12 +427,20 @@ class Trainer:
         images = batch["image"].to(self.device, non_blocking=True)
         labels = batch["pid"].to(self.device, non_blocking=True)
         attrs = batch["attrs"].to(self.device, non_blocking=True)
+        d = self.cfg.data
+        images, attrs = greyscale_batch(images, attrs, d.augment.greyscale, self.colour_heads, d.mean, d.std)
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
             out = self.net(images)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    target = self.model.pool(self.teacher(images))
         losses, kpis = self.criterion(out, labels, attrs)
         self.dtp.update(kpis)
         weights = task_weights(self.dtp, self.cfg.dtp.tasks)
         total = torch.stack([weights[t] * losses[t] for t in self.dtp.tasks]).sum()
+        if self.teacher is not None:
+            losses["distill"] = feature_distillation(out["pooled"], target, self.cfg.loss.distill.kind)
+            total = total + self.cfg.loss.distill.weight * losses["distill"]
         if not torch.isfinite(total):
             raise FloatingPointError(
                 f"epoch {self.state.epoch} step {self.state.step}: loss is {float(total)}; {losses}"
@@ -461,6 +475,13 @@ class Trainer:
     def _call(self, event: str) -> None:
         for hook in self.hooks:
             getattr(hook, event)(self)
+
+
+def build_teacher(model: PersonModel) -> nn.Module:
+    """A frozen copy of the backbone as it is now (the pretrained weights, before any step), in eval mode."""
+    teacher = copy.deepcopy(model.backbone).eval()
+    teacher.requires_grad_(False)
+    return teacher
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:

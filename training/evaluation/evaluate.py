@@ -97,7 +97,9 @@ def score(
         "images": {"query": len(split.query), "gallery": len(split.gallery)},
     }
     labelled = [i for i, r in enumerate(split.gallery) if r.attrs is not None]
-    if split.schema is not None and labelled:
+    if not heads:
+        result["attributes"] = {"mA": None, "note": "the model has no attribute heads"}
+    elif split.schema is not None and labelled:
         records = [split.gallery[i] for i in labelled]
         targets = aligned_targets(records, split.schema, heads)
         result["attributes"] = attribute_metrics(g_probs[labelled], targets, heads)

@@ -262,6 +262,9 @@ def attribute_metrics(probs: np.ndarray, targets: np.ndarray, heads: Sequence[He
       F1 from the averaged precision and recall; 0/0 counts as 0 (the convention of Rethinking of PAR's code).
     - `average_accuracy`: Market's official figure, the mean over heads of the per-head accuracy (argmax for
       softmax heads, 0.5 threshold for binary).
+    - `per_head_balanced_accuracy`: per head, the mean recall over the classes present in its known targets
+      (scikit-learn's balanced accuracy; chance is 1 / classes however skewed the labels): the figure a user
+      on another camera feels, where a head that always says the majority class scores chance.
     Undefined values (nothing to divide by) are None, so the result serialises to strict JSON.
     """
     probs = np.asarray(probs, dtype=np.float64)
@@ -279,12 +282,15 @@ def attribute_metrics(probs: np.ndarray, targets: np.ndarray, heads: Sequence[He
     instance = _instance_figures(pred, gt, known)
 
     per_head: dict[str, float | None] = {}
+    balanced_head: dict[str, float | None] = {}
     for j, (head, columns) in enumerate(zip(heads, head_slices(heads), strict=True)):
         t = targets[:, j]
         k = t >= 0
         cols = probs[:, columns]
         pred_h = cols.argmax(1) if head.type == "softmax" else (cols[:, 0] > 0.5).astype(np.int64)
         per_head[head.name] = float((pred_h[k] == t[k]).mean()) if k.any() else None
+        recalls = [float((pred_h[k][t[k] == c] == c).mean()) for c in np.unique(t[k])]
+        balanced_head[head.name] = float(np.mean(recalls)) if recalls else None
     head_accs = [a for a in per_head.values() if a is not None]
 
     return {
@@ -293,5 +299,6 @@ def attribute_metrics(probs: np.ndarray, targets: np.ndarray, heads: Sequence[He
         "instance": instance,
         "per_attribute": per_attribute,
         "per_head_accuracy": per_head,
+        "per_head_balanced_accuracy": balanced_head,
         "skipped": skipped,
     }

@@ -31,6 +31,7 @@ from torch import nn
 from personid.imaging import load_rgb
 from personid.manifest import (
     AttributesSpec,
+    CalibrationSpec,
     EmbeddingSpec,
     HeadLike,
     InputSpec,
@@ -60,28 +61,42 @@ class ExportError(RuntimeError):
 
 
 class ExportWrapper(nn.Module):
-    """PersonModel (eval) -> (embedding, attribute probabilities): the exact graph the service runs."""
+    """PersonModel (eval) -> (embedding, attribute probabilities): the exact graph the service runs.
 
-    def __init__(self, model: PersonModel) -> None:
+    `temperatures` (one divisor per attribute column, `calibration.column_temperatures`) folds calibration into
+    the graph; without it the graph is exactly the uncalibrated model's.
+    """
+
+    def __init__(self, model: PersonModel, temperatures: np.ndarray | None = None) -> None:
         super().__init__()
         self.model = model
         self.schema: AttributeSchema = model.schema
+        divisors = None if temperatures is None else torch.as_tensor(temperatures, dtype=torch.float32).reshape(1, -1)
+        self.temperatures: torch.Tensor | None
+        self.register_buffer("temperatures", divisors)
         self.eval()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(images)
-        return out["embedding"], attribute_probabilities(out["attr_logits"], self.schema)
+        logits = out["attr_logits"] if self.temperatures is None else out["attr_logits"] / self.temperatures
+        return out["embedding"], attribute_probabilities(logits, self.schema)
 
 
 def export_onnx(
-    model: PersonModel, path: str | Path, height: int, width: int, opset: int = DEFAULT_OPSET, exporter: str = "dynamo"
+    model: PersonModel,
+    path: str | Path,
+    height: int,
+    width: int,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "dynamo",
+    temperatures: np.ndarray | None = None,
 ) -> None:
     """Write a single-file ONNX graph with a dynamic batch axis, checked by `onnx.checker` (full check)."""
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; choose one of {list(EXPORTERS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = ExportWrapper(model)
+    wrapper = ExportWrapper(model, temperatures)
     example = torch.zeros(2, 3, height, width)  # batch 2: torch.export specialises sizes 0 and 1
     names = {"input_names": ["images"], "output_names": ["embedding", "attributes"], "opset_version": opset}
     with torch.no_grad(), warnings.catch_warnings():
@@ -251,6 +266,7 @@ def build_manifest(
     metrics: dict[str, Any],
     verification: dict[str, Any] | None,
     precision: str = "fp32",
+    calibration: dict[str, Any] | None = None,
 ) -> Manifest:
     """The manifest (docs/architecture.md "Manifest") for the ONNX file at `onnx_path`.
 
@@ -273,6 +289,7 @@ def build_manifest(
         training=training,
         metrics=metrics,
         verification=verification,
+        calibration=CalibrationSpec.model_validate(calibration) if calibration else None,
     )
 
 
@@ -303,8 +320,15 @@ def export_checkpoint(
     verify_images: int = 8,
     images_dir: str | Path | None = None,
     metrics_path: str | Path | None = None,
+    calibrate_on: str | Path | None = None,
+    calibrate_kind: str = "auto",
+    reliability_png: str | Path | None = None,
 ) -> list[Path]:
-    """Export `checkpoint` to `out` (+ variants); returns every file written (ONNX and manifest pairs)."""
+    """Export `checkpoint` to `out` (+ variants); returns every file written (ONNX and manifest pairs).
+
+    `calibrate_on`: a labelled dataset whose query + gallery (identities never trained on) fit per-head
+    temperatures that go into the graph and the manifest (`calibrate`); `reliability_png` draws them.
+    """
     from training.engine.checkpoint import load_model
 
     out = Path(out)
@@ -315,9 +339,14 @@ def export_checkpoint(
     data = info["config"]["data"]
     height, width, mean, std = data["height"], data["width"], data["mean"], data["std"]
     log(f"exporting {checkpoint} ({model.backbone_name}, {height}x{width}) with the {exporter} exporter, opset {opset}")
-    export_onnx(model, out, height, width, opset, exporter)
+    calibration, temperatures = None, None
+    if calibrate_on is not None:
+        calibration, temperatures = calibrate(model, calibrate_on, calibrate_kind, (height, width, mean, std),
+                                              reliability_png)  # fmt: skip
+        log(f"calibrated: {json.dumps({k: calibration[k] for k in ('temperatures', 'ece_before', 'ece_after')})}")
+    export_onnx(model, out, height, width, opset, exporter, temperatures)
     mtime = datetime.fromtimestamp(Path(checkpoint).stat().st_mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    common = {
+    common: dict[str, Any] = {
         "schema": model.schema,
         "embedding_dim": model.embedding_dim,
         "input_spec": input_spec(height, width, mean, std),
@@ -325,13 +354,14 @@ def export_checkpoint(
         "exporter": f"torch-{torch.__version__.split('+')[0]}/{exporter}",
         "training": {"dataset": info["dataset"], "config": info["config"], "date": mtime, "epochs": info["epoch"]},
         "metrics": metrics,
+        "calibration": calibration,
     }
     need = max(verify_images if verify or fp16 or int8 else 0, calibration_images if int8 else 0)
     images = load_images(need, height, width, mean, std, images_dir) if need else None
     verification = None
     if verify:
         assert images is not None
-        verification = verify_against_torch(ExportWrapper(model), out, images[:verify_images])
+        verification = verify_against_torch(ExportWrapper(model, temperatures), out, images[:verify_images])
         log(f"verified: {json.dumps(verification)}")
     written = [out, write_manifest(build_manifest(out, **common, verification=verification), out)]
     if not (fp16 or int8):
@@ -359,6 +389,76 @@ def export_checkpoint(
     return written
 
 
+def held_out_logits(
+    model: PersonModel, data: str | Path, kind: str, preprocessing: tuple[int, int, list[float], list[float]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Attribute logits, targets (model head order) and person ids of the labelled query + gallery images of
+    `data`: its test identities, which training never sees."""
+    from training.data.datasets import load_dataset
+    from training.evaluation.evaluate import aligned_targets, extract
+
+    split = load_dataset(Path(data), kind=kind)  # type: ignore[arg-type]  # the loader checks `kind`
+    records = [r for r in split.query + split.gallery if r.attrs is not None]
+    if split.schema is None or not records:
+        raise ExportError(f"--calibrate-on {data}: no attribute-labelled query or gallery images")
+    targets = aligned_targets(records, split.schema, model.schema.heads)
+    transform = build_eval_transform(*preprocessing)
+    model.eval()
+
+    @torch.no_grad()
+    def run(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        logits = model(images)["attr_logits"].float().numpy()
+        return logits, logits
+
+    _, logits = extract(run, records, transform, len(split.schema.heads), desc="calibration")
+    return logits, targets, np.array([r.pid for r in records])
+
+
+def calibrate(
+    model: PersonModel,
+    data: str | Path,
+    kind: str,
+    preprocessing: tuple[int, int, list[float], list[float]],
+    reliability_png: str | Path | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Fit per-head temperatures on the even person ids of `data`'s labelled test images, measure ECE before and
+    after on the odd ones (an honest held-out figure); returns the manifest's `calibration` block and the
+    per-column divisors for the graph."""
+    from training.export import calibration as cal
+
+    heads = model.schema.heads
+    logits, targets, pids = held_out_logits(model, data, kind, preprocessing)
+    fit = pids % 2 == 0
+    if fit.all() or not fit.any():
+        raise ExportError(f"--calibrate-on {data}: needs test identities with both even and odd ids to fit and check")
+    temperatures = cal.fit_temperatures(logits[fit], targets[fit], heads)
+    before = cal.calibration_figures(logits[~fit], targets[~fit], heads, None)
+    after = cal.calibration_figures(logits[~fit], targets[~fit], heads, temperatures)
+    if reliability_png is not None:
+        cal.reliability_diagram(logits[~fit], targets[~fit], heads, temperatures, reliability_png,
+                                f"attribute reliability on held-out ids of {Path(data).name}")  # fmt: skip
+    block = {
+        "method": "temperature",
+        "temperatures": temperatures,
+        "fitted_on": f"{data} (query + gallery, even person ids)",
+        "ece_before": before["ece"],
+        "ece_after": after["ece"],
+        "details": {
+            "fit_images": int(fit.sum()),
+            "check_images": int((~fit).sum()),
+            "checked_on": "odd person ids",
+            "bins": cal.BINS,
+            "nll_before": before["nll"],
+            "nll_after": after["nll"],
+            "per_head": {
+                name: {"ece_before": before["per_head"][name]["ece"], "ece_after": after["per_head"][name]["ece"]}
+                for name in temperatures
+            },
+        },
+    }
+    return block, cal.column_temperatures(heads, temperatures)
+
+
 def log(message: str) -> None:
     print(f"personid export: {message}", file=sys.stderr, flush=True)
 
@@ -378,6 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify-images", type=int, default=8, help="images for verification (batch N)")
     parser.add_argument("--images", help="folder of person crops for verification/calibration (default: synthetic)")
     parser.add_argument("--metrics", help="metrics JSON from `personid eval` (default: the checkpoint's)")
+    parser.add_argument(
+        "--calibrate-on", help="labelled dataset (not the training split) to fit per-head temperatures on"
+    )
+    parser.add_argument("--calibrate-kind", default="auto", help="auto | market1501 | dukemtmc | csv")
+    parser.add_argument("--reliability-png", help="with --calibrate-on: write the reliability diagram here")
     return parser
 
 
@@ -401,6 +506,9 @@ def main(argv: list[str]) -> int:
             verify_images=args.verify_images,
             images_dir=args.images,
             metrics_path=args.metrics,
+            calibrate_on=args.calibrate_on,
+            calibrate_kind=args.calibrate_kind,
+            reliability_png=args.reliability_png,
         )
     except (ExportError, ManifestError, FileNotFoundError, ValueError) as exc:
         print(f"personid export: error: {exc}", file=sys.stderr)

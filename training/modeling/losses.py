@@ -1,4 +1,4 @@
-"""Training losses: identity (label-smoothed CE), centroid triplet, center, island and attribute losses.
+"""Training losses: identity (label-smoothed CE), centroid triplet, center, island, attribute and distillation losses.
 
 Formulas: docs in /work/shared/docs/reference.md section 1. Each loss is an `nn.Module`; the metric losses are
 called as `loss(embeddings, labels)` with `embeddings` N x D float and `labels` N int64, and return a scalar.
@@ -342,3 +342,16 @@ def attribute_accuracy(
             else:
                 out.append(hit.mean())
     return torch.stack([o.float().cpu() for o in out])
+
+
+def feature_distillation(student: Tensor, teacher: Tensor, kind: str = "cosine") -> Tensor:
+    """Distance between the student's and the frozen teacher's pooled features (N x C each), averaged over the
+    batch: `cosine` = 1 - cosine similarity (scale-free), `l2` = mean squared error. 0 when they agree."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} features differ in shape")
+    student, teacher = student.float(), teacher.float().detach()
+    if kind == "cosine":
+        return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
+    if kind == "l2":
+        return (student - teacher).pow(2).mean()
+    raise ValueError(f"unknown distillation kind {kind!r}; choose cosine or l2")

@@ -7,6 +7,9 @@ backbone -> pooling (avg | GeM) -> pooled feature
 pooled feature [+ `attr_parts` horizontal stripes, average-pooled] -> one Linear with M columns (all heads,
   schema order) -> ARM -> `attr_logits`. Stripes give the attribute head localised evidence (hat at the top,
   shoes at the bottom) instead of a global vector that id training has made identity-specific.
+
+Domain-generalisation levers (issue 12): MixStyle after chosen backbone children (training only), the eval
+embedding taken before the BNNeck (`embedding_from="feature"`), and a scaled attribute gradient into the backbone.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import nn
 
 from training.modeling.arm import AttributeReweighting
 from training.modeling.backbones import build_backbone
+from training.modeling.mixstyle import MixStyle
 
 if TYPE_CHECKING:
     from training.data.schema import AttributeSchema
@@ -67,14 +71,32 @@ class PersonModel(nn.Module):
         attr_dropout: float = 0.0,
         freeze_stages: int = 0,
         attr_parts: int = 0,
+        embedding_from: str = "bnneck",
+        attr_backbone_grad: float = 1.0,
+        mixstyle_after: tuple[int, ...] | list[int] = (),
+        mixstyle_p: float = 0.5,
+        mixstyle_alpha: float = 0.1,
     ) -> None:
         super().__init__()
+        if embedding_from not in ("bnneck", "feature"):
+            raise ValueError(f"embedding_from must be 'bnneck' or 'feature', got {embedding_from!r}")
+        self.embedding_from = embedding_from
+        self.attr_backbone_grad = float(attr_backbone_grad)
         self.schema = schema
         self.backbone_name = backbone
         self.backbone, channels = build_backbone(backbone, pretrained, last_stride=last_stride)
         self.frozen = list(self.backbone.children())[:freeze_stages]
         for stage in self.frozen:
             stage.requires_grad_(False)
+        stages = len(list(self.backbone.children()))
+        if mixstyle_after and not (
+            isinstance(self.backbone, nn.Sequential) and all(0 <= i < stages - 1 for i in mixstyle_after)
+        ):
+            raise ValueError(
+                f"mixstyle_after={list(mixstyle_after)} needs a sequential backbone and indices in 0..{stages - 2}"
+            )
+        # No parameters, so checkpoints and the exported graph are the same with or without it.
+        self.mixstyle = nn.ModuleDict({str(i): MixStyle(mixstyle_p, mixstyle_alpha) for i in sorted(mixstyle_after)})
         self.pool = build_pooling(pooling, gem_p)
         if embedding_dim and embedding_dim != channels:
             self.reduce: nn.Module = nn.Linear(channels, embedding_dim, bias=False)
@@ -101,8 +123,18 @@ class PersonModel(nn.Module):
             stage.eval()
         return self
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's feature map, with MixStyle between the chosen children (a no-op outside training)."""
+        if not self.mixstyle or not self.training:
+            return self.backbone(x)
+        for index, stage in enumerate(self.backbone.children()):
+            x = stage(x)
+            if str(index) in self.mixstyle:
+                x = self.mixstyle[str(index)](x)
+        return x
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        fmap = self.backbone(x)
+        fmap = self.features(x)
         pooled = self.pool(fmap)
         feature = self.reduce(pooled)
         embedding = self.bnneck(feature)
@@ -116,10 +148,14 @@ class PersonModel(nn.Module):
             bounds = [round(i * fmap.shape[2] / self.attr_parts) for i in range(self.attr_parts + 1)]
             stripes = [fmap[:, :, a:b].mean(dim=(2, 3)) for a, b in itertools.pairwise(bounds)]
             attr_in = torch.cat([pooled, *stripes], dim=1)
+        if self.training and self.attr_backbone_grad != 1.0:  # same value, gradient scaled by attr_backbone_grad
+            attr_in = self.attr_backbone_grad * attr_in + (1.0 - self.attr_backbone_grad) * attr_in.detach()
         attr_logits = self.arm(self.attr_head(self.attr_dropout(attr_in)))
         if not self.training:
-            return {"embedding": F.normalize(embedding, dim=1), "attr_logits": attr_logits}
+            exported = feature if self.embedding_from == "feature" else embedding
+            return {"embedding": F.normalize(exported, dim=1), "attr_logits": attr_logits}
         return {
+            "pooled": pooled,
             "feature": feature,
             "embedding": embedding,
             "id_logits": self.classifier(embedding),
@@ -151,4 +187,9 @@ def build_model(model_config: Any, num_classes: int, schema: AttributeSchema, pr
         attr_dropout=model_config.attr_dropout,
         freeze_stages=model_config.freeze_stages,
         attr_parts=model_config.attr_parts,
+        embedding_from=model_config.embedding_from,
+        attr_backbone_grad=model_config.attr_backbone_grad,
+        mixstyle_after=model_config.mixstyle_after,
+        mixstyle_p=model_config.mixstyle_p,
+        mixstyle_alpha=model_config.mixstyle_alpha,
     )
