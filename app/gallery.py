@@ -662,6 +662,7 @@ class Gallery:
                     self._check_stamp(kind, stored, adopt)
         if self._store.crashed:
             swept = self.sweep_unlisted_points()
+            self._store.crashed = False  # swept: a clean close may now drop the crash marker
             log.warning("the gallery was not closed cleanly; %d unlisted image points swept", swept)
         with self._write_lock, self._store.errors():
             unindexed = self._store.unindexed()

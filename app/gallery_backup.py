@@ -88,11 +88,32 @@ def backup(store: Store, out: Path) -> dict[str, Any]:
     return manifest
 
 
+def _open_backup(source: Path) -> tarfile.TarFile:
+    """The backup file opened for reading; a missing or non-tar file is a BackupError, not a traceback."""
+    try:
+        return tarfile.open(source, "r")
+    except (OSError, tarfile.TarError) as error:
+        raise BackupError(f"Cannot read {source} as a gallery backup: {error}") from None
+
+
+def _stamp_of(manifest: dict[str, Any]) -> Stamp:
+    try:
+        stamp = manifest["stamp"]
+        return Stamp(model_id=str(stamp["model_id"]), dim=int(stamp["dim"]), format=int(stamp["personid_format"]))
+    except (KeyError, TypeError, ValueError) as error:
+        raise BackupError(f"Not a gallery backup: its manifest has no valid stamp ({error!r}).") from None
+
+
 def read_manifest(archive: tarfile.TarFile) -> dict[str, Any]:
     member = archive.extractfile("manifest.json") if "manifest.json" in archive.getnames() else None
     if member is None:
         raise BackupError("Not a gallery backup: no manifest.json in the file.")
-    manifest: dict[str, Any] = json.load(member)
+    try:
+        manifest: dict[str, Any] = json.load(member)
+    except ValueError as error:
+        raise BackupError(f"Not a gallery backup: manifest.json is not JSON ({error}).") from None
+    if not isinstance(manifest, dict):
+        raise BackupError("Not a gallery backup: manifest.json is not an object.")
     if manifest.get("format") != BACKUP_FORMAT or manifest.get("version") != BACKUP_VERSION:
         raise BackupError(
             f"Not a gallery backup of version {BACKUP_VERSION}: format {manifest.get('format')!r}, "
@@ -130,13 +151,9 @@ def _read_row(rows: IO[bytes], dim: int) -> list[float]:
 def restore(store: Store, source: Path) -> dict[str, Any]:
     """Write the backup `source` into `store`, which must hold no gallery of that collection yet (an empty one
     of the same model is accepted); returns the backup's manifest once the counts are checked."""
-    with tarfile.open(source, "r") as archive:
+    with _open_backup(source) as archive:
         manifest = read_manifest(archive)
-        stamp = Stamp(
-            model_id=manifest["stamp"]["model_id"],
-            dim=int(manifest["stamp"]["dim"]),
-            format=int(manifest["stamp"]["personid_format"]),
-        )
+        stamp = _stamp_of(manifest)
         for kind in KINDS:
             existing = store.stamp(kind)
             if existing is None:

@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -295,13 +295,16 @@ class EdgeStore:
         return built
 
     def close(self) -> None:
-        """Flush and release the shards; a clean close removes the in-use marker (no sweep at the next open)."""
+        """Flush and release the shards and the folder lock, each even if another fails. The in-use marker goes
+        only on a clean close of a swept folder: a crash left unswept (an open that stopped early, a `personid
+        gallery` command) must still be swept by the next open."""
         shards, self._shards = self._shards, {}
-        for shard in shards.values():
-            shard.flush()
-            shard.close()
-        if self._marked:
-            (self.folder / IN_USE).unlink(missing_ok=True)
-            self._marked = False
-        if not self._lock.closed:
-            self._lock.close()
+        with ExitStack() as stack:
+            stack.callback(self._lock.close)
+            for shard in shards.values():
+                stack.callback(shard.close)
+            for shard in shards.values():
+                shard.flush()
+            if self._marked and not self.crashed:
+                (self.folder / IN_USE).unlink(missing_ok=True)
+                self._marked = False

@@ -114,6 +114,12 @@ def migrate_local_mode(qdrant_path: Path, collection: str) -> bool:
                 log.warning("migrated %d points of %s from qdrant-client's local mode", copied, name)
         finally:
             target.close()
+    except GalleryUnavailable:
+        raise
+    except Exception as error:  # any engine or count failure: the service answers 503 and the old files stay
+        raise GalleryUnavailable(
+            f"Migrating the local-mode gallery in {qdrant_path} failed ({error}); its files are untouched."
+        ) from error
     finally:
         client.close()
     shutil.rmtree(final, ignore_errors=True)  # at most an empty folder: needs_migration saw no shard there

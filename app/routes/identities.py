@@ -38,7 +38,7 @@ async def _gallery_rows(
     images: list[UploadFile], engine: Engine, runtime: Runtime
 ) -> tuple[np.ndarray, list[str], list[dict[str, Any]], list[bytes] | None]:
     """What the gallery stores per uploaded image: embedding, content hash, predicted attributes, thumbnail."""
-    rows, hashes = await images_to_rows(images, "images", engine, runtime.settings)
+    rows, hashes = await images_to_rows(images, "images", engine, runtime.settings, runtime.decode_pool)
     embedding, probabilities = await runtime.infer(rows)
     thumbnails = None
     if runtime.settings.store_thumbnails:

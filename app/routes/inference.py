@@ -51,7 +51,8 @@ Filter = Annotated[
 async def _infer(
     image: UploadFile | None, images: list[UploadFile] | None, engine: Engine, runtime: Runtime
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Embeddings and attribute probabilities of the request's crops (one model call), and whether it was a batch."""
+    """Embeddings and attribute probabilities of the request's crops (model calls of at most max_batch_size rows),
+    and whether it was a batch."""
     uploads, field = image_or_batch(image, images)
     rows, _ = await images_to_rows(uploads, field, engine, runtime.settings, runtime.decode_pool)
     embedding, probabilities = await runtime.infer(rows)
@@ -154,7 +155,8 @@ async def frame(
     min_score: MinScore = None,
     filter_: Filter = None,
 ) -> FrameResponse:
-    """Attributes, embedding and gallery matches of every person box of one frame (one model call)."""
+    """Attributes, embedding and gallery matches of every person box of one frame (model calls of at most
+    max_batch_size rows)."""
     settings = runtime.settings
     constraints = attribute_filter(filter_, engine, settings.max_json_depth)
     person = person_boxes(boxes, settings)

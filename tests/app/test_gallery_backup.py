@@ -150,6 +150,12 @@ def test_restore_refuses_what_it_would_damage(tmp_path: Path, capsys: pytest.Cap
         archive.add(file, arcname="something.bin")
     assert personid_main(["gallery", "restore", "--qdrant-path", str(tmp_path / "new"), str(not_a_backup)]) == 1
     assert "Not a gallery backup" in capsys.readouterr().err
+    for name, content in (("text.tar", b"not a tar file at all"), ("missing.tar", None)):
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        assert personid_main(["gallery", "restore", "--qdrant-path", str(tmp_path / "new"), str(path)]) == 1
+        assert "Cannot read" in capsys.readouterr().err
     busy = Gallery.open(_settings(tmp_path / "source"), DIM, MODEL)
     try:
         assert personid_main(["gallery", "backup", *source, "--out", str(tmp_path / "x.tar")]) == 1

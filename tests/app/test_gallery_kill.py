@@ -61,3 +61,22 @@ def test_kill_9_during_the_index_build_loses_nothing(tmp_path: Path) -> None:
     finally:
         reopened.close()
     assert not (edge_folder(tmp_path, "persons") / IN_USE).exists()
+
+
+def test_a_crash_stays_marked_until_a_gallery_open_sweeps_it(tmp_path: Path) -> None:
+    """Opening the engine without the gallery (as `personid gallery info|backup` does) must not clear the crash
+    marker: only a Gallery open that swept lets a clean close drop it."""
+    from app.gallery import open_store
+
+    settings = Settings(qdrant_path=tmp_path, collection="persons")
+    Gallery.open(settings, DIM, BENCH_MODEL_ID).close()
+    marker = edge_folder(tmp_path, "persons") / IN_USE
+    assert not marker.exists()
+    marker.touch()  # what a killed process leaves behind
+    store = open_store(settings)
+    assert store.crashed
+    store.close()
+    assert marker.exists()
+    gallery = Gallery.open(settings, DIM, BENCH_MODEL_ID)
+    gallery.close()
+    assert not marker.exists()

@@ -126,3 +126,25 @@ def test_metadata_the_engine_cannot_hold_is_kept_as_text(tmp_path: Path, caplog:
     finally:
         gallery.close()
     assert sum("legacy_metadata" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_migration_that_fails_is_unavailable_and_keeps_the_old_files(tmp_path: Path) -> None:
+    """A point the engine refuses (a lone surrogate, which older versions stored) stops the migration with
+    GalleryUnavailable (the service answers 503 and stays up), and the local-mode folder is left as it was."""
+    from qdrant_client import QdrantClient, models
+
+    from app.gallery import GalleryUnavailable
+
+    write_local_mode_gallery(tmp_path, "persons", MODEL, _identities(2, 2))
+    client = QdrantClient(path=str(tmp_path))
+    try:
+        bad = models.PointStruct(
+            id=identity_point_id("bad"), vector=[1.0] + [0.0] * (DIM - 1), payload={"name": "\ud800"}
+        )
+        client.upsert("persons_identities", [bad], wait=True)
+    finally:
+        client.close()
+    with pytest.raises(GalleryUnavailable, match="Migrating the local-mode gallery"):
+        Gallery.open(_settings(tmp_path), DIM, MODEL)
+    assert needs_migration(tmp_path, "persons")
+    assert len(_local_points(tmp_path, "persons_identities")) == 3
