@@ -32,9 +32,17 @@ from typing import Any
 
 import qdrant_edge as edge
 
-from app.gallery_store import KINDS, Conditions, GalleryUnavailable, Kind, PayloadSelection, Stamp, StoredPoint
+from app.gallery_store import (
+    INDEXED_KEYS,
+    KINDS,
+    Conditions,
+    GalleryUnavailable,
+    Kind,
+    PayloadSelection,
+    Stamp,
+    StoredPoint,
+)
 
-INDEXED_KEYS = ("identity_id", "attr_tags")
 FLUSH_EVERY_S = 5.0
 GROUP_OVERFETCH = 4
 IN_USE = "in-use"
@@ -57,16 +65,6 @@ def _filter(match: Conditions | None) -> edge.Filter | None:
 def _ids(ids: list[str]) -> list[Any]:
     """Point ids as the engine's signature types them (its id union is invariant in a list)."""
     return list(ids)
-
-
-def _point(record: edge.Record | edge.ScoredPoint) -> StoredPoint:
-    vector = record.vector
-    return StoredPoint(
-        id=str(record.id),
-        vector=[float(x) for x in vector] if isinstance(vector, list) else None,  # type: ignore[arg-type]
-        payload=dict(record.payload or {}),
-        score=float(getattr(record, "score", 0.0)),
-    )
 
 
 @contextmanager
@@ -213,7 +211,7 @@ class EdgeStore:
         if not ids:
             return []
         records = self._shard(kind).retrieve(_ids(ids), with_payload=payload, with_vector=vectors)
-        return [_point(record) for record in records]
+        return [StoredPoint.read(record) for record in records]
 
     def scroll(
         self,
@@ -228,7 +226,7 @@ class EdgeStore:
             offset=offset, limit=limit, filter=_filter(match), with_payload=payload, with_vector=vectors
         )
         records, next_offset = self._shard(kind).scroll(request)
-        return [_point(record) for record in records], None if next_offset is None else str(next_offset)
+        return [StoredPoint.read(record) for record in records], None if next_offset is None else str(next_offset)
 
     def count(self, kind: Kind, match: Conditions | None = None) -> int:
         return self._shard(kind).count(edge.CountRequest(exact=True, filter=_filter(match)))
@@ -249,7 +247,7 @@ class EdgeStore:
             score_threshold=min_score,
             with_payload=payload,
         )
-        return [_point(hit) for hit in self._shard(kind).query(request)]
+        return [StoredPoint.read(hit) for hit in self._shard(kind).query(request)]
 
     def query_groups(
         self,

@@ -14,9 +14,7 @@ import httpx
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from app.gallery_store import Conditions, GalleryUnavailable, Kind, PayloadSelection, Stamp, StoredPoint
-
-INDEXED_KEYS = ("identity_id", "attr_tags")
+from app.gallery_store import INDEXED_KEYS, Conditions, GalleryUnavailable, Kind, PayloadSelection, Stamp, StoredPoint
 
 
 @contextmanager
@@ -41,16 +39,6 @@ def to_filter(match: Conditions | None) -> models.Filter | None:
         return None
     return models.Filter(
         must=[models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in match]
-    )
-
-
-def _point(record: models.Record | models.ScoredPoint) -> StoredPoint:
-    vector = record.vector
-    return StoredPoint(
-        id=str(record.id),
-        vector=[float(x) for x in vector] if isinstance(vector, list) else None,  # type: ignore[arg-type]
-        payload=dict(record.payload or {}),
-        score=float(getattr(record, "score", 0.0)),
     )
 
 
@@ -126,7 +114,7 @@ class ServerStore:
         if not ids:
             return []
         records = self._client.retrieve(self._names[kind], ids, with_payload=payload, with_vectors=vectors)
-        return [_point(record) for record in records]
+        return [StoredPoint.read(record) for record in records]
 
     def scroll(
         self,
@@ -140,7 +128,7 @@ class ServerStore:
         records, next_offset = self._client.scroll(
             self._names[kind], to_filter(match), limit=limit, offset=offset, with_payload=payload, with_vectors=vectors
         )
-        return [_point(record) for record in records], None if next_offset is None else str(next_offset)
+        return [StoredPoint.read(record) for record in records], None if next_offset is None else str(next_offset)
 
     def count(self, kind: Kind, match: Conditions | None = None) -> int:
         return self._client.count(self._names[kind], count_filter=to_filter(match), exact=True).count
@@ -162,7 +150,7 @@ class ServerStore:
             query_filter=to_filter(match),
             with_payload=payload,
         ).points
-        return [_point(hit) for hit in hits]
+        return [StoredPoint.read(hit) for hit in hits]
 
     def query_groups(
         self,
@@ -184,7 +172,7 @@ class ServerStore:
             query_filter=to_filter(match),
             with_payload=payload,
         ).groups
-        return [_point(group.hits[0]) for group in groups]
+        return [StoredPoint.read(group.hits[0]) for group in groups]
 
     def unindexed(self) -> int:
         """The server indexes in the background: nothing waits on this process."""

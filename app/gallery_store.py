@@ -57,6 +57,21 @@ class StoredPoint:
     payload: dict[str, Any] = field(default_factory=dict)
     score: float = 0.0
 
+    @classmethod
+    def read(cls, record: Any) -> StoredPoint:
+        """A record or scored point of either engine (both shape them alike: id, vector, payload, score)."""
+        vector = record.vector
+        return cls(
+            id=str(record.id),
+            vector=[float(x) for x in vector] if isinstance(vector, list) else None,
+            payload=dict(record.payload or {}),
+            score=float(getattr(record, "score", 0.0)),
+        )
+
+
+# Payload keys both engines index (keyword): lookups by identity and attribute filters.
+INDEXED_KEYS = ("identity_id", "attr_tags")
+
 
 @dataclass(frozen=True)
 class Stamp:

@@ -187,6 +187,15 @@ def reduce_jpeg(image: Image.Image, spec: InputSpec) -> None:
         image.draft(None, (width, height))
 
 
+def _decoded_rgb(image: Image.Image) -> Image.Image:
+    """The pixels of an image `read_header` opened, as RGB; call within a decode-budget reservation."""
+    decode(image)
+    try:
+        return to_rgb(image)
+    except DECODE_ERRORS as exc:
+        raise ImageError(422, "corrupt-image", f"the image could not be converted to RGB: {exc}") from exc
+
+
 def preprocess(data: bytes, spec: InputSpec, limits: ImageLimits) -> np.ndarray:
     """Uploaded bytes -> the model's 3 x H x W input row; `ImageError` for anything unacceptable.
 
@@ -194,12 +203,7 @@ def preprocess(data: bytes, spec: InputSpec, limits: ImageLimits) -> np.ndarray:
     image = read_header(data, limits)
     reduce_jpeg(image, spec)
     with _budget.reserve(image.width * image.height):
-        decode(image)
-        try:
-            rgb = to_rgb(image)
-        except DECODE_ERRORS as exc:
-            raise ImageError(422, "corrupt-image", f"the image could not be converted to RGB: {exc}") from exc
-        return to_array(rgb, spec)
+        return to_array(_decoded_rgb(image), spec)
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:
@@ -219,11 +223,7 @@ def preprocess_crops(
 
     Decoded at full size (each crop needs the frame's own pixels), within the process's decode budget."""
     with _budget.reserve(image.width * image.height):
-        decode(image)
-        try:
-            rgb = to_rgb(image)
-        except DECODE_ERRORS as exc:
-            raise ImageError(422, "corrupt-image", f"the image could not be converted to RGB: {exc}") from exc
+        rgb = _decoded_rgb(image)
         crops = [training_crop(box, rgb.size, spec.width / spec.height) for box in boxes]
         rows = [to_array(rgb.crop(crop), spec) for crop in crops]
     return np.stack(rows), crops
